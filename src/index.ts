@@ -1,0 +1,10 @@
+// zeroth — forward-only (zeroth-order) fine-tuning and curvature estimation.
+export { ZerothError } from './errors.js';
+export type { ZerothErrorCode } from './errors.js';
+export type { DType, FloatDType, TypedArrayFor, TensorData } from './dtype.js';
+export { devices, buildInfo, setNumThreads } from './device.js';
+export type { DeviceName, DeviceInfo, BuildInfo } from './device.js';
+export { Tensor, tensor, zeros, ones, full, arange, memoryStats } from './tensor.js';
+export type { TensorOptions, CreateOptions, NestedNumbers } from './tensor.js';
+export { loadTokenizer, Tokenizer } from './tokenizer.js';
+export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } from './tokenizer.js';

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import * as zeroth from '../src/index.js';
+
+// 10,000 create/dispose cycles of a 1 MB tensor must not grow the resident set: native memory
+// is freed by dispose(), not left for the garbage collector.
+const CYCLES = 10_000;
+const BYTES = 1 << 20;
+// Bound: 64 MiB of growth over the whole loop, i.e. < 0.7% of the 10 GB allocated in total.
+// A leak of even one tensor in 150 cycles exceeds it.
+const BOUND = 64 * 2 ** 20;
+
+describe('native memory', () => {
+  it(`${CYCLES} create/dispose cycles of a 1 MB tensor keep RSS within ${BOUND / 2 ** 20} MiB`, () => {
+    const live0 = zeroth.memoryStats();
+    // Warm up allocator and JIT before the baseline.
+    for (let i = 0; i < 200; i++) zeroth.zeros([BYTES / 4]).dispose();
+    const rss0 = process.memoryUsage().rss;
+    for (let i = 0; i < CYCLES; i++) {
+      const t = zeroth.zeros([BYTES / 4]);
+      t.dispose();
+    }
+    const grown = process.memoryUsage().rss - rss0;
+    expect(grown).toBeLessThan(BOUND);
+    expect(zeroth.memoryStats()).toEqual(live0);
+  });
+
+  it('the finalization backstop frees tensors that were never disposed', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) {
+      console.log('SKIP finalization backstop check: run node with --expose-gc to include it');
+      return;
+    }
+    const live0 = zeroth.memoryStats().liveTensors;
+    (() => {
+      for (let i = 0; i < 100; i++) zeroth.zeros([1024]);
+    })();
+    for (let i = 0; i < 20 && zeroth.memoryStats().liveTensors > live0; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(zeroth.memoryStats().liveTensors).toBe(live0);
+  });
+});
