@@ -8,3 +8,4 @@ export { Tensor, tensor, zeros, ones, full, arange, memoryStats } from './tensor
 export type { TensorOptions, CreateOptions, NestedNumbers } from './tensor.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } from './tokenizer.js';
+export * as ops from './ops.js';

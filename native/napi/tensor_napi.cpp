@@ -141,7 +141,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cuda", cuda_backend() != nullptr);
   o.Set("simd", simd_level_name(simd_level()));
   o.Set("threads", num_threads());
-  o.Set("version", zeroth_version());
+  o.Set("version", ZEROTH_VERSION_MAJOR * 10000 + ZEROTH_VERSION_MINOR * 100 + ZEROTH_VERSION_PATCH);
   return o;
 }
 
