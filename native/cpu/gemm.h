@@ -1,15 +1,18 @@
 // gemm.h — packed f32 GEMM for the CPU: C = alpha·op(A)·op(B) + beta·C.
 //
-// Blocked like BLIS/GotoBLAS: B panels are packed once per (kc × nc) block, A panels per
-// (mc × kc) block, and a SIMD micro-kernel (AVX-512 16×…, AVX2+FMA 8×…, scalar fallback,
-// chosen at run time) computes register tiles. Multithreaded over the pool in core/parallel.h.
+// Blocked like BLIS/GotoBLAS (gemm.cpp): B panels are packed once per (kc × nc) block, A panels
+// per (mc × kc) block, and a SIMD micro-kernel chosen at run time computes register tiles
+// (AVX-512 14×32, AVX2+FMA 6×16, scalar 4×8; gemm_kernel_*.cpp). Multithreaded over the pool in
+// core/parallel.h; the result is the same for any thread count (only kc and the kernel decide
+// the summation order).
 //
 // The weight operand may carry a perturbation descriptor (DESIGN principle 2): when
-// `b_perturb` is set, every element B[k][n] is read as fl(B[k][n] + fl(scale·z(k·ldz + n)))
-// (see add_scaled_z in perturb.h) while its panel is packed, so a perturbed forward writes
-// no weights. `index` of element (k, n) in the stream is given by the weight's own row-major
-// layout: for a weight stored [N, K] (nn.Linear, trans_b) it is n·K + k; stored [K, N]
-// (GPT-2 Conv1D) it is k·N + n. Either way it is the element's offset in the tensor.
+// `b_perturb.active`, every element of B is read as fl(b + fl(scale·z(offset))) (add_scaled_z in
+// perturb.h) while its panel is packed, so a perturbed forward writes no weights. `offset` is the
+// element's position in B's own storage: (k, n) of op(B) is at k·ldb + n when B is stored [K, N]
+// (GPT-2 Conv1D) and at n·ldb + k when stored [N, K] (nn.Linear, trans_b); for a dense tensor
+// (ldb = its row length) that is the element's index in the tensor. The product is bit-identical
+// to gemm_f32 on a copy of B perturbed in place with the same values (test/native/test_gemm.cpp).
 #pragma once
 #include <cstdint>
 
