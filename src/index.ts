@@ -9,3 +9,4 @@ export type { TensorOptions, CreateOptions, NestedNumbers } from './tensor.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } from './tokenizer.js';
 export * as ops from './ops.js';
+export * as optim from './optim/index.js';
