@@ -94,6 +94,45 @@ async function readLoss(closure: LossClosure): Promise<number> {
   throw new ZerothError('E_INVALID_ARG', 'the loss closure must return a number or a one-element tensor');
 }
 
+/**
+ * How a step evaluates the loss at perturbed weights. The closure path perturbs the tensors
+ * in place (journaled, exact restore); a model path reads perturbed weights on the fly and
+ * never writes them.
+ */
+export interface Prober {
+  /** Loss at θ + scale·z(seed); may leave the weights perturbed until restore / fused. */
+  probe(seed: bigint, scale: number): Promise<number>;
+  /** Loss at the clean weights. */
+  clean(): Promise<number>;
+  /** Makes the weights clean again, bit-exactly (a no-op when probing never wrote them). */
+  restore(): Promise<void>;
+  /** When set: restores perturbed weights and applies update `opts` in the same pass. */
+  fused?: (opts: Record<string, unknown>) => Promise<void>;
+}
+
+/** The in-place prober of closures over user tensors. */
+class ClosureProber implements Prober {
+  constructor(private readonly params: ParamSet, private readonly journal: object,
+    private readonly closure: LossClosure, private readonly dist: string) {}
+
+  async probe(seed: bigint, scale: number): Promise<number> {
+    await native.perturbTo(this.params.targets(), this.journal, seed, scale, this.dist);
+    return readLoss(this.closure);
+  }
+
+  clean(): Promise<number> {
+    return readLoss(this.closure);
+  }
+
+  async restore(): Promise<void> {
+    await native.restoreAndUpdate(this.params.targets(), this.journal, {});
+  }
+
+  fused = async (opts: Record<string, unknown>): Promise<void> => {
+    await native.restoreAndUpdate(this.params.targets(), this.journal, opts);
+  };
+}
+
 export abstract class ZOOptimizer {
   protected readonly params: ParamSet;
   protected readonly kind: OptimizerKind;
@@ -154,22 +193,17 @@ export abstract class ZOOptimizer {
     return lr;
   }
 
-  /** Loss at θ + scale·z(seed); the weights are left perturbed (journaled). */
-  private async probe(closure: LossClosure, seed: bigint, scale: number): Promise<number> {
-    await native.perturbTo(this.params.targets(), this.#journal, seed, scale, this.distribution);
-    return readLoss(closure);
-  }
-
-  private async restore(): Promise<void> {
-    await native.restoreAndUpdate(this.params.targets(), this.#journal, {});
-  }
-
   /**
    * One ZO step: calls `closure` 2·queries times (plus twice more for conservative steps),
    * then updates the parameters. Resolves to the step's losses and projected gradient.
    */
   async step(closure: LossClosure): Promise<StepResult> {
     check(typeof closure === 'function', 'step(closure): pass a function that returns the loss');
+    return this.stepWith(new ClosureProber(this.params, this.#journal, closure, this.distribution));
+  }
+
+  /** @internal The step, for any way of probing the loss. */
+  protected async stepWith(prober: Prober): Promise<StepResult> {
     check(!this.#busy, 'a step is already running on this optimizer; await it before starting another');
     this.#busy = true;
     const index = this.#attempts++;
@@ -178,19 +212,19 @@ export abstract class ZOOptimizer {
     let perturbed = false;
     try {
       let lossBefore: number | undefined;
-      if (this.conservative) lossBefore = await readLoss(closure);
+      if (this.conservative) lossBefore = await prober.clean();
       for (let k = 0; k < this.queries; k++) {
         const seed = this.#seeds.next();
         perturbed = true;
-        const lossPlus = await this.probe(closure, seed, this.eps);
-        const lossMinus = await this.probe(closure, seed, -this.eps);
+        const lossPlus = await prober.probe(seed, this.eps);
+        const lossMinus = await prober.probe(seed, -this.eps);
         const projectedGrad = (lossPlus - lossMinus) / (2 * this.eps);
         queries.push({ seed, lossPlus, lossMinus, projectedGrad });
         const finite = Number.isFinite(projectedGrad) && (lossBefore === undefined || Number.isFinite(lossBefore));
         // Each query perturbs around the clean weights: restore before the next seed. The last
         // query of a plain step stays perturbed; the update pass restores it (fused).
         if (!finite || k < this.queries - 1) {
-          await this.restore();
+          await prober.restore();
           perturbed = false;
         }
         if (!finite) return this.reject(index, lr, queries, `non-finite loss (L+ = ${lossPlus}, L- = ${lossMinus})`);
@@ -202,24 +236,21 @@ export abstract class ZOOptimizer {
       let lossAfter: number | undefined;
       if (this.conservative) {
         // The candidate θ − lr·g·z, journaled like a probe so a rejection restores exactly.
-        lossAfter = await this.probe(closure, record.seeds[0]!, -lr * record.projectedGrads[0]!);
+        lossAfter = await prober.probe(record.seeds[0]!, -lr * record.projectedGrads[0]!);
         if (!(lossAfter <= lossBefore!)) {
-          await this.restore();
+          await prober.restore();
           perturbed = false;
           return { ...this.reject(index, lr, queries, `the update would raise the loss (${lossBefore} -> ${lossAfter})`), lossBefore, lossAfter };
         }
       }
-      const targets = this.params.targets();
-      // The last query left the weights perturbed: applyStep's first native call restores them.
-      const fused = async (opts: Record<string, unknown>): Promise<void> => {
-        await native.restoreAndUpdate(targets, this.#journal, opts);
-      };
-      await applyStep(this.params, this.#state, this.header(), record, fused);
+      // The last query may have left the weights perturbed: applyStep's first native call
+      // restores them (fused), or they are clean already (a prober that never writes them).
+      await applyStep(this.params, this.#state, this.header(), record, prober.fused);
       perturbed = false;
       this.#steps.push(record);
       return { ...this.summary(index, lr, queries), accepted: true, lossBefore, lossAfter };
     } catch (err) {
-      if (perturbed) await this.restore();
+      if (perturbed) await prober.restore();
       throw err;
     } finally {
       this.#busy = false;
