@@ -10,3 +10,5 @@ export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } from './tokenizer.js';
 export * as ops from './ops.js';
 export * as optim from './optim/index.js';
+export { loadModel, modelFromWeights, Model } from './model.js';
+export type { ModelConfig, ModelFamily, LoadModelOptions, ForwardOptions, GenerateOptions, Perturbation } from './model.js';

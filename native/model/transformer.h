@@ -1,0 +1,161 @@
+// transformer.h — the CPU forward pass of the three causal-LM families zeroth loads:
+// GPT-2 (GPT2LMHeadModel), OPT (OPTForCausalLM) and the Llama family (LlamaForCausalLM,
+// Qwen2ForCausalLM, SmolLM). Semantics follow the Hugging Face transformers implementations
+// (tested against reference logits within 1e-4 in f32).
+//
+// A Model is a parsed config plus named f32 weights, named as in the checkpoint. Weights given
+// in f16/bf16 are converted to f32 once at creation; f32 weights are shared, not copied, so an
+// optimizer writing them in place changes what the next forward reads.
+//
+// Every weight read can carry an on-the-fly perturbation (DESIGN.md principle 2): element i of
+// a trainable weight W is read as fl(W[i] + fl(scale·z(seed, stream(W), i))) — in GEMM packing
+// for matrices, and through add_scaled_z for embedding rows, norm weights and biases — so a
+// perturbed forward equals a forward on weights perturbed in place, and writes no weights.
+//
+// Positions. A real token's position is the number of real tokens before it in its row, so
+// right padding matches the reference forward and left padding works like HF generate. Pad
+// tokens get the slot index (GPT-2, Llama) or OPT's padding position (index 1 of the table).
+// Keys at padded slots are masked out; a query with no visible key yields zeros.
+//
+// Memory. A Model keeps its activation buffers (and the loss's logits chunk, at most 128 MiB)
+// between calls, sized by the largest batch seen, so repeated forwards fault in no new pages.
+// Calls may run concurrently; a call that finds the buffers busy uses a private set.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/philox.h"
+#include "core/tensor.h"
+#include "cpu/gemm.h"
+
+namespace zeroth::model {
+
+enum class Family { Gpt2, Opt, Llama };
+enum class Activation { GeluTanh, GeluErf, Relu, Silu };
+
+// The architecture facts the forward needs; the TypeScript layer maps config.json onto this
+// (src/model.ts) and validate_config re-checks it here.
+struct TransformerConfig {
+  Family family = Family::Gpt2;
+  int64_t n_layer = 0;
+  int64_t d_model = 0;
+  int64_t n_head = 0;
+  int64_t n_kv_head = 0;   // grouped-query attention when < n_head
+  int64_t head_dim = 0;    // usually d_model / n_head
+  int64_t d_ff = 0;
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;  // learned position table size (GPT-2, OPT); a bound for Llama
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  Activation activation = Activation::GeluTanh;
+  bool pre_norm = true;         // OPT do_layer_norm_before=false: post-LN blocks, no final norm
+  bool qkv_bias = true;         // Llama family: attention_bias; Qwen2: always
+  bool out_bias = true;         // o_proj / out_proj / c_proj bias
+  bool mlp_bias = true;
+  bool norm_affine = true;      // OPT layer_norm_elementwise_affine
+  bool tied_embeddings = true;  // lm_head reads the token embedding
+  int64_t word_embed_proj_dim = 0;  // OPT: embedding width (project_in/out when != d_model)
+  int64_t pad_token_id = -1;
+};
+
+void validate_config(const TransformerConfig& c);  // E_UNSUPPORTED / E_INVALID_ARG naming the field
+
+// The perturbation a forward applies to its weight reads. Only weights named in `streams`
+// are perturbed (the trainable ones), each with its own stream id.
+struct ForwardPerturbation {
+  uint64_t seed = 0;
+  float scale = 0.0f;
+  rng::Distribution dist = rng::Distribution::Normal;
+  std::unordered_map<std::string, uint64_t> streams;  // weight name -> stream id
+};
+
+struct SamplingOptions {
+  int64_t max_new_tokens = 16;
+  float temperature = 0.0f;  // 0: greedy (argmax, lowest index on ties)
+  int64_t top_k = 0;         // 0: off
+  float top_p = 1.0f;        // 1: off
+  uint64_t seed = 0;         // Philox key of the sampling uniforms
+  int64_t eos_token_id = -1; // a row stops after emitting it; -1: never
+};
+
+struct Weight {
+  std::string name;
+  TensorPtr tensor;      // f32, CPU, contiguous
+  bool in_out = false;   // stored [in, out] (GPT-2 Conv1D) rather than [out, in] (nn.Linear)
+};
+
+// One block's weights as indices into Model::weights (-1: absent). GPT-2 fuses q/k/v into
+// c_attn (qkv); the Llama family has a gated MLP (gate, up = fc1, down = fc2).
+struct LayerWeights {
+  int norm1_w = -1, norm1_b = -1, norm2_w = -1, norm2_b = -1;
+  int qkv = -1, qkv_b = -1;
+  int q = -1, q_b = -1, k = -1, k_b = -1, v = -1, v_b = -1;
+  int o = -1, o_b = -1;
+  int gate = -1, gate_b = -1, fc1 = -1, fc1_b = -1, fc2 = -1, fc2_b = -1;
+};
+
+struct KVCache;    // transformer_internal.h
+struct Workspace;  // transformer_internal.h
+
+class Model {
+ public:
+  // `weights` maps checkpoint names to CPU tensors (f32, f16 or bf16). Missing, misshaped or
+  // unexpected weights give E_FORMAT naming the tensor.
+  Model(const TransformerConfig& config, const std::unordered_map<std::string, TensorPtr>& weights);
+  ~Model();
+
+  const TransformerConfig& config() const { return config_; }
+  const std::vector<Weight>& weights() const { return weights_; }
+
+  // logits f32 [B, T, V]. ids i32 [B, T]; mask i32 [B, T] of 0/1, or nullptr (all ones).
+  TensorPtr forward(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p = nullptr) const;
+  // f64 [B]: per row, the mean next-token cross entropy over pairs (t, t+1) that are both
+  // real; NaN for a row with no such pair. Reduced in float64.
+  TensorPtr loss(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p = nullptr) const;
+  // i32 [B, max_new_tokens]: tokens generated after each row's last real token, with a KV
+  // cache; rows that emitted eos are filled with the pad id (or eos when there is none).
+  TensorPtr generate(const Tensor& ids, const Tensor* mask, const SamplingOptions& opts) const;
+
+  // Rows of the LM head per loss chunk (0: as many as a 128 MiB logits buffer holds). Tests
+  // set small values to cover the chunked path.
+  void set_loss_chunk_rows(int64_t rows) { loss_chunk_rows_ = rows; }
+
+  // Per-call view of the weights with their perturbation descriptors (transformer_internal.h).
+  struct Resolved;
+
+ private:
+  void bind_weights(const std::unordered_map<std::string, TensorPtr>& given);
+  int add_weight(const std::unordered_map<std::string, TensorPtr>& given, const std::string& name,
+                 const Shape& shape, bool in_out);
+  // Runs S new tokens per row through the network, appending their keys/values to `cache`,
+  // and returns the final hidden states (after final norm and project_out), [B*S, head_width()],
+  // which live in `ws` until its next use.
+  const float* run(const int32_t* ids, const int32_t* mask, int64_t B, int64_t S, KVCache& cache, const Resolved& r,
+                   Workspace& ws) const;
+  // The model's scratch buffers when no other call holds them, else a fresh set (see
+  // WorkspaceLease in transformer_internal.h).
+  friend class WorkspaceLease;
+  // logits[M, V] = hidden[M, head_width] · head^T
+  void lm_head(const float* hidden, int64_t M, const Resolved& r, float* logits) const;
+  int64_t head_width() const;
+  void check_inputs(const Tensor& ids, const Tensor* mask) const;
+
+  TransformerConfig config_;
+  std::vector<Weight> weights_;
+  std::unordered_map<std::string, int> index_;
+  std::vector<LayerWeights> layers_;
+  // Top-level weights (-1 when absent).
+  int tok_embed_ = -1, pos_embed_ = -1, final_norm_w_ = -1, final_norm_b_ = -1, head_ = -1;
+  int project_in_ = -1, project_out_ = -1;
+  int64_t loss_chunk_rows_ = 0;
+  // Activation buffers kept between calls: re-faulting tens of MB of fresh pages per forward
+  // costs more than the norms and attention together on small machines.
+  mutable std::mutex workspace_mutex_;
+  mutable std::unique_ptr<Workspace> workspace_;
+};
+
+}  // namespace zeroth::model

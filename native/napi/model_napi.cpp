@@ -1,0 +1,237 @@
+// model_napi.cpp — the transformer models (native/model/transformer.h) as N-API functions.
+//
+//   modelCreate(config, weights: {name: tensor handle}) -> Promise<model handle>
+//   modelForward(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>  f32 [B, T, V]
+//   modelLoss(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>     f64 [B]
+//   modelGenerate(model, ids, mask|null, sampling) -> Promise<tensor handle>          i32 [B, N]
+//   modelParameters(model) -> [{name, tensor}]   the model's own f32 weights (shared, not copies)
+//   modelParameterNames(model) -> [name]
+//   modelDispose(model)
+//
+// `config` is the plain object src/model.ts builds from config.json (camelCase fields of
+// TransformerConfig). `perturbation` is {seed, scale, dist: 'normal'|'rademacher', trainable:
+// [names], streams?: {name: stream}}; a trainable weight's stream defaults to stream_id(name).
+// Work runs on libuv threads; each call holds the model alive until it finishes.
+#include <cmath>
+#include <memory>
+
+#include "common.h"
+#include "model/transformer.h"
+
+namespace zeroth::napi {
+namespace {
+
+using model::Model;
+
+const napi_type_tag kModelTag = {0x7a65726f74684d6fULL, 0x64656c48616e646cULL};
+
+struct ModelBox {
+  std::shared_ptr<const Model> model;
+};
+
+std::shared_ptr<const Model> unwrap_model(Napi::Env env, const Napi::Value& v) {
+  bool tagged = false;
+  if (v.IsExternal()) NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, v, &kModelTag, &tagged), nullptr);
+  if (!tagged) throw_error(env, ZEROTH_E_INVALID_ARG, "handle is not a zeroth model handle");
+  ModelBox* box = v.As<Napi::External<ModelBox>>().Data();
+  if (!box->model) throw_error(env, ZEROTH_E_DISPOSED, "the model was disposed; load it again");
+  return box->model;
+}
+
+bool is_absent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+Napi::Value field(Napi::Env env, const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) throw_error(env, ZEROTH_E_INVALID_ARG, std::string("model config is missing '") + name + "'");
+  return v;
+}
+
+bool bool_field(Napi::Env env, const Napi::Object& o, const char* name) {
+  Napi::Value v = field(env, o, name);
+  if (!v.IsBoolean()) throw_error(env, ZEROTH_E_INVALID_ARG, std::string("model config '") + name + "' must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+model::TransformerConfig parse_config(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "model config must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  model::TransformerConfig c;
+  const std::string family = arg_string(env, field(env, o, "family"), "config.family");
+  if (family == "gpt2") c.family = model::Family::Gpt2;
+  else if (family == "opt") c.family = model::Family::Opt;
+  else if (family == "llama") c.family = model::Family::Llama;
+  else throw_error(env, ZEROTH_E_UNSUPPORTED, "config.family must be 'gpt2', 'opt' or 'llama' (got '" + family + "')");
+  const std::string act = arg_string(env, field(env, o, "activation"), "config.activation");
+  if (act == "gelu_tanh") c.activation = model::Activation::GeluTanh;
+  else if (act == "gelu") c.activation = model::Activation::GeluErf;
+  else if (act == "relu") c.activation = model::Activation::Relu;
+  else if (act == "silu") c.activation = model::Activation::Silu;
+  else throw_error(env, ZEROTH_E_UNSUPPORTED, "config.activation must be 'gelu_tanh', 'gelu', 'relu' or 'silu'");
+  c.n_layer = arg_int(env, field(env, o, "nLayer"), "config.nLayer");
+  c.d_model = arg_int(env, field(env, o, "dModel"), "config.dModel");
+  c.n_head = arg_int(env, field(env, o, "nHead"), "config.nHead");
+  c.n_kv_head = arg_int(env, field(env, o, "nKvHead"), "config.nKvHead");
+  c.head_dim = arg_int(env, field(env, o, "headDim"), "config.headDim");
+  c.d_ff = arg_int(env, field(env, o, "dFf"), "config.dFf");
+  c.vocab_size = arg_int(env, field(env, o, "vocabSize"), "config.vocabSize");
+  c.max_positions = arg_int(env, field(env, o, "maxPositions"), "config.maxPositions");
+  c.norm_eps = arg_number(env, field(env, o, "normEps"), "config.normEps");
+  c.rope_theta = arg_number(env, field(env, o, "ropeTheta"), "config.ropeTheta");
+  c.pre_norm = bool_field(env, o, "preNorm");
+  c.qkv_bias = bool_field(env, o, "qkvBias");
+  c.out_bias = bool_field(env, o, "outBias");
+  c.mlp_bias = bool_field(env, o, "mlpBias");
+  c.norm_affine = bool_field(env, o, "normAffine");
+  c.tied_embeddings = bool_field(env, o, "tiedEmbeddings");
+  c.word_embed_proj_dim = arg_int(env, field(env, o, "wordEmbedProjDim"), "config.wordEmbedProjDim");
+  c.pad_token_id = arg_int(env, field(env, o, "padTokenId"), "config.padTokenId");
+  return c;
+}
+
+std::unique_ptr<model::ForwardPerturbation> parse_perturbation(Napi::Env env, const Napi::Value& v,
+                                                               const Model& m) {
+  if (is_absent(v)) return nullptr;
+  if (!v.IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  auto p = std::make_unique<model::ForwardPerturbation>();
+  p->seed = arg_u64(env, o.Get("seed"), "perturbation.seed");
+  const double scale = arg_number(env, o.Get("scale"), "perturbation.scale");
+  if (!std::isfinite(scale)) throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation.scale must be finite");
+  p->scale = static_cast<float>(scale);
+  const std::string dist = is_absent(o.Get("dist")) ? "normal" : arg_string(env, o.Get("dist"), "perturbation.dist");
+  if (dist == "normal") p->dist = rng::Distribution::Normal;
+  else if (dist == "rademacher") p->dist = rng::Distribution::Rademacher;
+  else throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation.dist must be 'normal' or 'rademacher'");
+  Napi::Value trainable = o.Get("trainable");
+  if (!trainable.IsArray()) throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation.trainable must be an array of weight names");
+  Napi::Value streams = o.Get("streams");
+  if (!is_absent(streams) && !streams.IsObject())
+    throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation.streams must be an object {name: stream}");
+  Napi::Array names = trainable.As<Napi::Array>();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string name = arg_string(env, names.Get(i), "perturbation.trainable entry");
+    bool known = false;
+    for (const auto& w : m.weights()) known = known || w.name == name;
+    if (!known) throw_error(env, ZEROTH_E_INVALID_ARG, "perturbation.trainable names '" + name + "', which is not a weight of this model");
+    uint64_t stream = rng::stream_id(name.data(), name.size());
+    if (!is_absent(streams)) {
+      Napi::Value s = streams.As<Napi::Object>().Get(name);
+      if (!is_absent(s)) stream = arg_u64(env, s, ("perturbation.streams['" + name + "']").c_str());
+    }
+    p->streams[name] = stream;
+  }
+  return p;
+}
+
+TensorPtr optional_tensor(Napi::Env env, const Napi::Value& v, const char* what) {
+  return is_absent(v) ? nullptr : unwrap_tensor(env, v, what);
+}
+
+Napi::Value Create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const model::TransformerConfig config = parse_config(env, info[0]);
+  if (!info[1].IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "weights must be an object {name: tensor}");
+  Napi::Object w = info[1].As<Napi::Object>();
+  Napi::Array keys = w.GetPropertyNames();
+  auto weights = std::make_shared<std::unordered_map<std::string, TensorPtr>>();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string name = keys.Get(i).ToString().Utf8Value();
+    (*weights)[name] = unwrap_tensor(env, w.Get(name), ("weights['" + name + "']").c_str());
+  }
+  auto result = std::make_shared<std::shared_ptr<const Model>>();
+  return run_async(
+      env, [config, weights, result] { *result = std::make_shared<const Model>(config, *weights); },
+      [result](Napi::Env e) -> Napi::Value {
+        auto* box = new ModelBox{std::move(*result)};
+        auto handle = Napi::External<ModelBox>::New(e, box, [](Napi::Env, ModelBox* b) { delete b; });
+        NAPI_THROW_IF_FAILED(e, napi_type_tag_object(e, handle, &kModelTag), Napi::Value());
+        return handle;
+      });
+}
+
+// forward and loss share their arguments; `loss` picks which one runs.
+Napi::Value ForwardOrLoss(const Napi::CallbackInfo& info, bool loss) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  TensorPtr ids = unwrap_tensor(env, info[1], "inputIds");
+  TensorPtr mask = optional_tensor(env, info[2], "attentionMask");
+  std::shared_ptr<model::ForwardPerturbation> p = guarded(env, [&] { return parse_perturbation(env, info[3], *m); });
+  auto result = std::make_shared<TensorPtr>();
+  return run_async(
+      env,
+      [m, ids, mask, p, result, loss] {
+        *result = loss ? m->loss(*ids, mask.get(), p.get()) : m->forward(*ids, mask.get(), p.get());
+      },
+      [result](Napi::Env e) { return wrap_tensor(e, std::move(*result)); });
+}
+
+Napi::Value Forward(const Napi::CallbackInfo& info) { return ForwardOrLoss(info, false); }
+Napi::Value Loss(const Napi::CallbackInfo& info) { return ForwardOrLoss(info, true); }
+
+Napi::Value Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  TensorPtr ids = unwrap_tensor(env, info[1], "inputIds");
+  TensorPtr mask = optional_tensor(env, info[2], "attentionMask");
+  if (!info[3].IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "sampling options must be an object");
+  Napi::Object o = info[3].As<Napi::Object>();
+  model::SamplingOptions s;
+  s.max_new_tokens = arg_int(env, o.Get("maxNewTokens"), "maxNewTokens");
+  s.temperature = static_cast<float>(arg_number(env, o.Get("temperature"), "temperature"));
+  s.top_k = arg_int(env, o.Get("topK"), "topK");
+  s.top_p = static_cast<float>(arg_number(env, o.Get("topP"), "topP"));
+  s.seed = arg_u64(env, o.Get("seed"), "seed");
+  s.eos_token_id = arg_int(env, o.Get("eosTokenId"), "eosTokenId");
+  auto result = std::make_shared<TensorPtr>();
+  return run_async(
+      env, [m, ids, mask, s, result] { *result = m->generate(*ids, mask.get(), s); },
+      [result](Napi::Env e) { return wrap_tensor(e, std::move(*result)); });
+}
+
+Napi::Value Parameters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  Napi::Array out = Napi::Array::New(env, m->weights().size());
+  uint32_t k = 0;
+  for (const auto& w : m->weights()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", w.name);
+    o.Set("tensor", wrap_tensor(env, w.tensor));
+    out.Set(k++, o);
+  }
+  return out;
+}
+
+Napi::Value ParameterNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  Napi::Array out = Napi::Array::New(env, m->weights().size());
+  uint32_t k = 0;
+  for (const auto& w : m->weights()) out.Set(k++, w.name);
+  return out;
+}
+
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool tagged = false;
+  if (info[0].IsExternal()) NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, info[0], &kModelTag, &tagged), env.Undefined());
+  if (!tagged) throw_error(env, ZEROTH_E_INVALID_ARG, "handle is not a zeroth model handle");
+  info[0].As<Napi::External<ModelBox>>().Data()->model.reset();  // calls in flight keep their own reference
+  return env.Undefined();
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("modelCreate", Napi::Function::New(env, Create));
+  exports.Set("modelForward", Napi::Function::New(env, Forward));
+  exports.Set("modelLoss", Napi::Function::New(env, Loss));
+  exports.Set("modelGenerate", Napi::Function::New(env, Generate));
+  exports.Set("modelParameters", Napi::Function::New(env, Parameters));
+  exports.Set("modelParameterNames", Napi::Function::New(env, ParameterNames));
+  exports.Set("modelDispose", Napi::Function::New(env, Dispose));
+}
+
+}  // namespace
+
+ZEROTH_NAPI_MODULE(model, init);
+
+}  // namespace zeroth::napi

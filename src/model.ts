@@ -1,0 +1,238 @@
+// model.ts — causal language models from Hugging Face checkpoints on disk: GPT-2, OPT and
+// the Llama family (Llama, Qwen2, SmolLM), run by the native CPU forward.
+//
+//   const model = await zeroth.loadModel(dir);
+//   const logits = await model.forward(inputIds, { attentionMask });   // f32 [B, T, V]
+//   const losses = await model.loss(inputIds, { attentionMask });      // f64 [B]
+//   const next = await model.generate(inputIds, { attentionMask, maxNewTokens: 20 });
+//
+// Inputs are int32 tensors [B, T] with right padding (attentionMask 1 for real tokens). A
+// forward may carry a perturbation {seed, scale, dist, trainable}: every trainable weight is
+// read as w + scale·z(seed, stream(name)) on the fly, which equals perturbing it in place.
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { parseDevice } from './device.js';
+import { check, ZerothError } from './errors.js';
+import { parseModelConfig, type ModelConfig } from './models/config.js';
+import { native } from './native.js';
+import { readSafetensors } from './safetensors.js';
+import { Tensor, type NativeHandle } from './tensor.js';
+
+export type { ModelConfig, ModelFamily, ActivationName } from './models/config.js';
+
+export interface LoadModelOptions {
+  /** Compute dtype. Only 'f32' today: f16/bf16 checkpoints are widened to f32 at load. */
+  dtype?: 'f32';
+  /** Only 'cpu' today. */
+  device?: 'cpu';
+}
+
+export interface Perturbation {
+  seed: number | bigint;
+  /** Every trainable weight w is read as w + scale·z. */
+  scale: number;
+  dist?: 'normal' | 'rademacher';
+  /** Names of the weights to perturb; default: all of model.parameters(). */
+  trainable?: readonly string[];
+  /** Stream id per weight name; default: FNV-1a 64 of the name (DESIGN principle 1). */
+  streams?: Readonly<Record<string, number | bigint>>;
+}
+
+export interface ForwardOptions {
+  /** int32 [B, T] of 0/1 (1: real token); default: all ones. */
+  attentionMask?: Tensor;
+  perturbation?: Perturbation;
+}
+
+export interface GenerateOptions {
+  attentionMask?: Tensor;
+  /** Tokens to generate per row (default 16). */
+  maxNewTokens?: number;
+  /** 0 (default): greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0: off). */
+  topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches topP (1: off). */
+  topP?: number;
+  /** Seed of the sampling draws (default 0). */
+  seed?: number | bigint;
+  /** A row stops after emitting it; default: the config's eos_token_id (-1: never stop). */
+  eosTokenId?: number;
+}
+
+function nativeConfig(c: ModelConfig): Record<string, unknown> {
+  const { raw: _raw, modelType: _type, bosTokenId: _bos, eosTokenId: _eos, ...rest } = c;
+  return rest;
+}
+
+function checkIds(ids: Tensor, what = 'inputIds'): void {
+  check(ids instanceof Tensor, `${what} must be a zeroth Tensor (int32 [batch, tokens])`);
+  check(ids.dtype === 'i32', `${what} must be an 'i32' tensor (got '${ids.dtype}')`, 'E_DTYPE');
+  check(ids.shape.length === 2, `${what} must have shape [batch, tokens] (got [${ids.shape.join(', ')}])`, 'E_SHAPE');
+  check(ids.device === 'cpu', `${what} must be on the CPU (got ${ids.device})`, 'E_DEVICE');
+}
+
+function checkMask(ids: Tensor, mask: Tensor | undefined): void {
+  if (mask === undefined) return;
+  checkIds(mask, 'attentionMask');
+  check(mask.shape[0] === ids.shape[0] && mask.shape[1] === ids.shape[1],
+    `attentionMask has shape [${mask.shape.join(', ')}] but inputIds has [${ids.shape.join(', ')}]`, 'E_SHAPE');
+}
+
+export class Model {
+  readonly config: ModelConfig;
+  #handle: NativeHandle | undefined;
+
+  /** @internal Use loadModel or modelFromWeights. */
+  constructor(config: ModelConfig, handle: NativeHandle) {
+    this.config = config;
+    this.#handle = handle;
+  }
+
+  private get handle(): NativeHandle {
+    if (this.#handle === undefined) throw new ZerothError('E_DISPOSED', 'this model was disposed; load it again');
+    return this.#handle;
+  }
+
+  /** Logits f32 [B, T, V]. */
+  async forward(inputIds: Tensor, opts: ForwardOptions = {}): Promise<Tensor<'f32'>> {
+    checkIds(inputIds);
+    checkMask(inputIds, opts.attentionMask);
+    const h = await native.modelForward(this.handle, inputIds.handle, opts.attentionMask?.handle ?? null,
+      this.perturbation(opts.perturbation));
+    return new Tensor<'f32'>(h);
+  }
+
+  /**
+   * Per-row mean next-token cross entropy, f64 [B]: the prediction at t is scored against the
+   * token at t + 1 where both are real; reduced in float64. NaN for a row with no such pair.
+   */
+  async loss(inputIds: Tensor, opts: ForwardOptions = {}): Promise<Tensor<'f64'>> {
+    checkIds(inputIds);
+    checkMask(inputIds, opts.attentionMask);
+    const h = await native.modelLoss(this.handle, inputIds.handle, opts.attentionMask?.handle ?? null,
+      this.perturbation(opts.perturbation));
+    return new Tensor<'f64'>(h);
+  }
+
+  /**
+   * Tokens generated after each row's last real token, int32 [B, maxNewTokens], with a KV
+   * cache. Rows that emitted eosTokenId are filled with the pad id (or eos) afterwards.
+   */
+  async generate(inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor<'i32'>> {
+    checkIds(inputIds);
+    checkMask(inputIds, opts.attentionMask);
+    const maxNewTokens = opts.maxNewTokens ?? 16;
+    const temperature = opts.temperature ?? 0;
+    const topK = opts.topK ?? 0;
+    const topP = opts.topP ?? 1;
+    check(Number.isInteger(maxNewTokens) && maxNewTokens >= 1, 'maxNewTokens must be an integer >= 1');
+    check(Number.isFinite(temperature) && temperature >= 0, 'temperature must be >= 0 (0 is greedy)');
+    check(Number.isInteger(topK) && topK >= 0, 'topK must be an integer >= 0 (0 turns it off)');
+    check(Number.isFinite(topP) && topP > 0 && topP <= 1, 'topP must be in (0, 1]');
+    const eos = opts.eosTokenId ?? this.config.eosTokenId;
+    check(Number.isInteger(eos) && eos >= -1 && eos < this.config.vocabSize, 'eosTokenId must be a token id or -1');
+    const h = await native.modelGenerate(this.handle, inputIds.handle, opts.attentionMask?.handle ?? null, {
+      maxNewTokens, temperature, topK, topP, seed: opts.seed ?? 0, eosTokenId: eos,
+    });
+    return new Tensor<'i32'>(h);
+  }
+
+  /**
+   * The model's weights by checkpoint name (f32). They share memory with the model: writing
+   * them changes the next forward. Tied weights appear once (under the embedding's name).
+   */
+  parameters(): Record<string, Tensor<'f32'>> {
+    const out: Record<string, Tensor<'f32'>> = {};
+    for (const { name, tensor } of native.modelParameters(this.handle) as { name: string; tensor: NativeHandle }[]) {
+      out[name] = new Tensor<'f32'>(tensor);
+    }
+    return out;
+  }
+
+  /** The names parameters() returns, without touching the tensors. */
+  parameterNames(): string[] {
+    return native.modelParameterNames(this.handle) as string[];
+  }
+
+  /** Frees the model's weights (tensors from parameters() stay valid until disposed). */
+  dispose(): void {
+    if (this.#handle === undefined) return;
+    native.modelDispose(this.#handle);
+    this.#handle = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private perturbation(p: Perturbation | undefined): object | null {
+    if (p === undefined) return null;
+    check(typeof p === 'object' && p !== null, 'perturbation must be an object {seed, scale, dist?, trainable?}');
+    check(typeof p.seed === 'bigint' ? p.seed >= 0n : Number.isSafeInteger(p.seed) && p.seed >= 0,
+      'perturbation.seed must be a non-negative integer');
+    check(Number.isFinite(p.scale), 'perturbation.scale must be a finite number');
+    const dist = p.dist ?? 'normal';
+    check(dist === 'normal' || dist === 'rademacher', "perturbation.dist must be 'normal' or 'rademacher'");
+    const trainable = p.trainable ?? this.parameterNames();
+    return { seed: p.seed, scale: p.scale, dist, trainable: [...trainable], streams: p.streams ?? null };
+  }
+}
+
+/** A model from a config.json object and tensors named as in its checkpoint (f32, f16 or bf16). */
+export async function modelFromWeights(config: unknown, weights: Readonly<Record<string, Tensor>>): Promise<Model> {
+  const parsed = parseModelConfig(config);
+  const handles: Record<string, NativeHandle> = {};
+  for (const [name, t] of Object.entries(weights)) {
+    check(t instanceof Tensor, `weights['${name}'] must be a zeroth Tensor`);
+    handles[name] = t.handle;
+  }
+  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles));
+}
+
+/**
+ * Loads a Hugging Face checkpoint directory: config.json plus model.safetensors or the shards
+ * of model.safetensors.index.json. Nothing is downloaded.
+ */
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  check(typeof dir === 'string' && dir.length > 0, 'loadModel: dir must be a directory path');
+  const dtype = opts.dtype ?? 'f32';
+  if (dtype !== 'f32') {
+    throw new ZerothError('E_UNSUPPORTED', `loadModel: dtype '${String(dtype)}' is not supported; the CPU forward computes in 'f32' (f16/bf16 weights are widened at load)`);
+  }
+  const device = parseDevice(opts.device);
+  if (device.type !== 'cpu') {
+    throw new ZerothError('E_UNSUPPORTED', `loadModel: device '${String(opts.device)}' is not supported yet; the transformer forward runs on 'cpu'`);
+  }
+  const info = await stat(dir).catch((e: Error) => {
+    throw new ZerothError('E_IO', `loadModel: cannot read ${dir}: ${e.message}`);
+  });
+  check(info.isDirectory(), `loadModel: ${dir} is not a directory`, 'E_IO');
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'config.json'), 'utf8');
+  } catch (e) {
+    throw new ZerothError('E_IO', `loadModel: cannot read ${join(dir, 'config.json')}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ZerothError('E_FORMAT', `loadModel: ${join(dir, 'config.json')} is not valid JSON: ${(e as Error).message}`);
+  }
+  parseModelConfig(raw); // refuse unsupported configs before reading any weight
+
+  const reader = await readSafetensors(dir); // model.safetensors, or the shards of its index
+  const weights: Record<string, Tensor> = {};
+  try {
+    // Every tensor goes to the native side, which refuses weights that are not F32/F16/BF16
+    // (E_DTYPE naming them) and ignores known non-parameter buffers whatever their dtype.
+    for (const name of reader.names) weights[name] = new Tensor(await reader.load(name));
+    return await modelFromWeights(raw, weights);
+  } finally {
+    reader.close();
+    // The model holds its own references (and f32 copies of f16/bf16 weights).
+    for (const t of Object.values(weights)) t.dispose();
+  }
+}

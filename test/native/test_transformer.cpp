@@ -1,0 +1,265 @@
+// test_transformer.cpp — the C++ forward against the reference fixtures in ../shared/fixtures
+// (logits within 1e-4 where the mask is 1, per-row losses within 1e-5), on every SIMD level
+// this CPU runs; the perturbed forward against a forward on weights perturbed in place; greedy
+// generation against argmax of full forwards; and config / input errors.
+//
+// Run: /tmp/build-<name>/Release/test_transformer [fixtures dir]
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <unordered_map>
+
+#include "core/cpu_features.h"
+#include "core/errors.h"
+#include "cpu/perturb.h"
+#include "model/safetensors.h"
+#include "model/transformer.h"
+
+using namespace zeroth;
+using namespace zeroth::model;
+
+static int g_pass = 0, g_fail = 0;
+static void expect(bool ok, const std::string& what) {
+  if (ok) ++g_pass;
+  else {
+    ++g_fail;
+    std::printf("FAIL: %s\n", what.c_str());
+  }
+}
+
+template <typename F>
+static void expect_error(zeroth_status code, F&& fn, const std::string& what) {
+  try {
+    fn();
+    expect(false, what + " (no error)");
+  } catch (const Error& e) {
+    expect(e.code() == code, what + " (got " + status_name(e.code()) + ": " + e.what() + ")");
+  }
+}
+
+struct Fixture {
+  TransformerConfig config;
+  std::unordered_map<std::string, TensorPtr> weights;
+  TensorPtr ids, mask, logits, loss;
+};
+
+// The three fixture configs, transcribed from their config.json (the TypeScript layer parses
+// config.json; test/model.test.ts covers that path).
+static TransformerConfig fixture_config(const std::string& name) {
+  TransformerConfig c;
+  c.vocab_size = 320;
+  c.d_model = 64;
+  c.n_layer = 2;
+  c.n_head = c.n_kv_head = 4;
+  c.head_dim = 16;
+  c.max_positions = 64;
+  if (name == "gpt2-tiny") {
+    c.family = Family::Gpt2;
+    c.d_ff = 256;
+    c.norm_eps = 1e-5;
+    c.activation = Activation::GeluTanh;
+  } else if (name == "opt-tiny") {
+    c.family = Family::Opt;
+    c.d_ff = 256;
+    c.norm_eps = 1e-5;
+    c.activation = Activation::Relu;
+    c.word_embed_proj_dim = 64;
+    c.pad_token_id = 1;
+  } else {
+    c.family = Family::Llama;
+    c.d_ff = 176;
+    c.n_kv_head = 2;
+    c.norm_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.activation = Activation::Silu;
+    c.qkv_bias = c.out_bias = c.mlp_bias = false;
+    c.tied_embeddings = false;
+  }
+  return c;
+}
+
+static Fixture load_fixture(const std::string& dir, const std::string& name) {
+  Fixture f;
+  f.config = fixture_config(name);
+  auto ck = safetensors::Checkpoint::open(dir + "/" + name + "/model.safetensors");
+  for (const auto& e : ck->tensors()) f.weights[e.info->name] = ck->load(e.info->name);
+  auto ref = safetensors::SafetensorsFile::open(dir + "/" + name + "/reference.safetensors");
+  f.ids = ref->load("input_ids", ZEROTH_I32);
+  f.mask = ref->load("attention_mask", ZEROTH_I32);
+  f.logits = ref->load("logits", ZEROTH_F32);
+  f.loss = ref->load("loss", ZEROTH_F64);
+  return f;
+}
+
+// Max |a - b| over positions where mask is 1, logits [B, T, V].
+static double masked_max_diff(const Tensor& a, const Tensor& b, const Tensor& mask) {
+  const int64_t B = a.shape[0], T = a.shape[1], V = a.shape[2];
+  double worst = 0;
+  for (int64_t i = 0; i < B * T; ++i) {
+    if (!mask.as<int32_t>()[i]) continue;
+    for (int64_t j = 0; j < V; ++j) {
+      const double d = std::fabs(static_cast<double>(a.as<float>()[i * V + j]) - b.as<float>()[i * V + j]);
+      if (!(d <= worst)) worst = d;  // NaN propagates as a failure
+    }
+  }
+  return worst;
+}
+
+static void check_fixture(const std::string& dir, const std::string& name) {
+  Fixture f = load_fixture(dir, name);
+  Model model(f.config, f.weights);
+  const SimdLevel levels[] = {SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512};
+  for (SimdLevel l : levels) {
+    set_simd_level(l);
+    if (simd_level() != l) continue;  // this CPU lacks it
+    const std::string tag = name + " [" + simd_level_name(l) + "]";
+    TensorPtr logits = model.forward(*f.ids, f.mask.get());
+    const double diff = masked_max_diff(*logits, *f.logits, *f.mask);
+    std::printf("%s: max |logits - reference| = %.3g\n", tag.c_str(), diff);
+    expect(diff <= 1e-4, tag + " logits within 1e-4");
+    TensorPtr loss = model.loss(*f.ids, f.mask.get());
+    for (int64_t b = 0; b < f.loss->numel; ++b) {
+      const double d = std::fabs(loss->as<double>()[b] - f.loss->as<double>()[b]);
+      expect(d <= 1e-5, tag + " loss row " + std::to_string(b) + " within 1e-5 (diff " + std::to_string(d) + ")");
+    }
+    // The LM head in chunks of 5 rows (pairs span several chunks and rows) gives the same losses.
+    model.set_loss_chunk_rows(5);
+    TensorPtr chunked = model.loss(*f.ids, f.mask.get());
+    model.set_loss_chunk_rows(0);
+    for (int64_t b = 0; b < f.loss->numel; ++b)
+      expect(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-9, tag + " chunked loss row " + std::to_string(b));
+  }
+  set_simd_level(SimdLevel::Avx512);  // back to the best this CPU has
+}
+
+// Perturbing on the fly must read exactly what perturbing in place writes.
+static void check_perturbation(const std::string& dir, const std::string& name, rng::Distribution dist) {
+  Fixture f = load_fixture(dir, name);
+  Model clean(f.config, f.weights);
+  ForwardPerturbation p;
+  p.seed = 1234;
+  p.scale = 1e-2f;
+  p.dist = dist;
+  std::unordered_map<std::string, TensorPtr> moved;
+  std::vector<PerturbTarget> targets;
+  for (const auto& kv : f.weights) {
+    TensorPtr copy = tensor_copy(*kv.second, ZEROTH_F32, kv.second->device());
+    moved[kv.first] = copy;
+    // Every other weight trains: frozen ones must stay unperturbed on both sides.
+    if (std::hash<std::string>{}(kv.first) % 2 == 0 || kv.first.find("embed") != std::string::npos ||
+        kv.first.find("wte") != std::string::npos) {
+      const uint64_t stream = rng::stream_id(kv.first.data(), kv.first.size());
+      p.streams[kv.first] = stream;
+      targets.push_back(PerturbTarget{copy, stream, nullptr});
+    }
+  }
+  perturb(targets, p.seed, p.scale, dist);
+  Model moved_model(f.config, moved);
+  TensorPtr a = clean.forward(*f.ids, f.mask.get(), &p);
+  TensorPtr b = moved_model.forward(*f.ids, f.mask.get());
+  TensorPtr base = clean.forward(*f.ids, f.mask.get());
+  const double diff = masked_max_diff(*a, *b, *f.mask);
+  const double moved_by = masked_max_diff(*a, *base, *f.mask);
+  std::printf("%s perturbed (%s): on-the-fly vs in-place max diff %.3g (perturbation moved logits by %.3g)\n",
+              name.c_str(), dist == rng::Distribution::Normal ? "normal" : "rademacher", diff, moved_by);
+  expect(diff <= 1e-6, name + " perturbed forward equals the forward on weights perturbed in place");
+  expect(moved_by > 1e-3, name + " the perturbation changes the logits");
+  TensorPtr la = clean.loss(*f.ids, f.mask.get(), &p);
+  TensorPtr lb = moved_model.loss(*f.ids, f.mask.get());
+  for (int64_t i = 0; i < la->numel; ++i)
+    expect(std::fabs(la->as<double>()[i] - lb->as<double>()[i]) <= 1e-9, name + " perturbed loss equals in-place loss");
+}
+
+// Greedy generation with the KV cache equals argmax of a full forward per step.
+static void check_generation(const std::string& dir, const std::string& name) {
+  Fixture f = load_fixture(dir, name);
+  Model model(f.config, f.weights);
+  SamplingOptions o;
+  o.max_new_tokens = 6;
+  TensorPtr gen = model.generate(*f.ids, f.mask.get(), o);
+  const int64_t B = f.ids->shape[0], T = f.ids->shape[1], V = f.config.vocab_size;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> seq;
+    for (int64_t t = 0; t < T; ++t)
+      if (f.mask->as<int32_t>()[b * T + t]) seq.push_back(f.ids->as<int32_t>()[b * T + t]);
+    bool same = true;
+    for (int64_t s = 0; s < o.max_new_tokens; ++s) {
+      const int64_t L = static_cast<int64_t>(seq.size());
+      TensorPtr ids = tensor_from_host(ZEROTH_I32, {1, L}, {ZEROTH_DEVICE_CPU, 0}, seq.data(), seq.size() * 4);
+      TensorPtr logits = model.forward(*ids, nullptr);
+      const float* z = logits->as<float>() + (L - 1) * V;
+      int32_t best = 0;
+      for (int64_t j = 1; j < V; ++j)
+        if (z[j] > z[best]) best = static_cast<int32_t>(j);
+      same = same && best == gen->as<int32_t>()[b * o.max_new_tokens + s];
+      seq.push_back(best);
+    }
+    expect(same, name + " row " + std::to_string(b) + ": greedy with KV cache equals full-forward argmax");
+  }
+  // top_k = 1 sampling at any temperature is greedy.
+  o.temperature = 0.7f;
+  o.top_k = 1;
+  TensorPtr topk1 = model.generate(*f.ids, f.mask.get(), o);
+  bool same = true;
+  for (int64_t i = 0; i < gen->numel; ++i) same = same && gen->as<int32_t>()[i] == topk1->as<int32_t>()[i];
+  expect(same, name + " top-k 1 sampling equals greedy");
+}
+
+static void check_errors(const std::string& dir) {
+  Fixture f = load_fixture(dir, "llama-tiny");
+  TransformerConfig bad = f.config;
+  bad.n_kv_head = 3;
+  expect_error(ZEROTH_E_INVALID_ARG, [&] { Model m(bad, f.weights); }, "heads not a multiple of kv heads");
+  auto missing = f.weights;
+  missing.erase("model.norm.weight");
+  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, missing); }, "missing weight");
+  auto extra = f.weights;
+  extra["model.layers.9.foo"] = f.weights["model.norm.weight"];
+  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, extra); }, "unexpected weight");
+  auto misshaped = f.weights;
+  misshaped["model.norm.weight"] = tensor_zeros(ZEROTH_F32, {63}, {ZEROTH_DEVICE_CPU, 0});
+  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, misshaped); }, "misshaped weight");
+  Model m(f.config, f.weights);
+  TensorPtr oov = tensor_copy(*f.ids, ZEROTH_I32, {ZEROTH_DEVICE_CPU, 0});
+  oov->as<int32_t>()[3] = 320;
+  expect_error(ZEROTH_E_INVALID_ARG, [&] { m.forward(*oov, nullptr); }, "token outside the vocabulary");
+  TensorPtr short_mask = tensor_zeros(ZEROTH_I32, {3, 11}, {ZEROTH_DEVICE_CPU, 0});
+  expect_error(ZEROTH_E_SHAPE, [&] { m.forward(*f.ids, short_mask.get()); }, "mask shape");
+  // A row with no real token: loss NaN, logits finite.
+  TensorPtr empty_row = tensor_copy(*f.mask, ZEROTH_I32, {ZEROTH_DEVICE_CPU, 0});
+  for (int64_t t = 0; t < 12; ++t) empty_row->as<int32_t>()[2 * 12 + t] = 0;
+  TensorPtr l = m.loss(*f.ids, empty_row.get());
+  expect(std::isnan(l->as<double>()[2]) && std::isfinite(l->as<double>()[0]), "row with no pair has NaN loss");
+  Fixture g = load_fixture(dir, "gpt2-tiny");
+  Model gm(g.config, g.weights);
+  TensorPtr long_ids = tensor_zeros(ZEROTH_I32, {1, 65}, {ZEROTH_DEVICE_CPU, 0});
+  expect_error(ZEROTH_E_INVALID_ARG, [&] { gm.forward(*long_ids, nullptr); }, "longer than n_positions");
+}
+
+int main(int argc, char** argv) {
+  std::string dir = argc > 1 ? argv[1] : "";
+  if (dir.empty()) {
+    const std::string here = __FILE__;  // <repo>/test/native/test_transformer.cpp
+    dir = here.substr(0, here.rfind("/test/native/")) + "/../shared/fixtures";
+  }
+  if (!std::ifstream(dir + "/gpt2-tiny/config.json")) {
+    std::printf("SKIP: reference fixtures not found at %s (pass their folder as the first argument)\n", dir.c_str());
+    std::printf("0 passed, 0 failed\n");
+    return 0;
+  }
+  try {
+    for (const char* name : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) {
+      check_fixture(dir, name);
+      check_perturbation(dir, name, rng::Distribution::Normal);
+      check_generation(dir, name);
+    }
+    check_perturbation(dir, "llama-tiny", rng::Distribution::Rademacher);
+    check_errors(dir);
+  } catch (const Error& e) {
+    std::printf("FAIL: unexpected error %s: %s\n", status_name(e.code()), e.what());
+    ++g_fail;
+  }
+  std::printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
