@@ -9,14 +9,14 @@
 // Inputs are int32 tensors [B, T] with right padding (attentionMask 1 for real tokens). A
 // forward may carry a perturbation {seed, scale, dist, trainable}: every trainable weight is
 // read as w + scale·z(seed, stream(name)) on the fly, which equals perturbing it in place.
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { parseDevice } from './device.js';
 import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
 import { native } from './native.js';
-import { readSafetensors } from './safetensors.js';
+import { readSafetensors, writeSafetensors } from './safetensors.js';
 import { Tensor, type NativeHandle } from './tensor.js';
 
 export type { ModelConfig, ModelFamily, ActivationName } from './models/config.js';
@@ -80,9 +80,30 @@ function checkMask(ids: Tensor, mask: Tensor | undefined): void {
     `attentionMask has shape [${mask.shape.join(', ')}] but inputIds has [${ids.shape.join(', ')}]`, 'E_SHAPE');
 }
 
+/** What `model.trainable()` selects for ZO fine-tuning. */
+export type TrainableSpec =
+  | { mode: 'full' }
+  /** Biases and normalization weights only (BitFit-style). */
+  | { mode: 'bias' }
+  /** Parameters whose names match any of the patterns (`*` matches any run of characters). */
+  | { mode: 'patterns'; patterns: readonly string[] }
+  /** Sparse MeZO: every parameter, with a magnitude mask per tensor (the in-place path). */
+  | { mode: 'mask'; fraction: number; keep?: 'smallest' | 'largest' }
+  /** LoRA adapters (not in this build: E_UNSUPPORTED). */
+  | { mode: 'lora'; rank?: number; alpha?: number; targets?: readonly string[] };
+
+function globToRegExp(pattern: string): RegExp {
+  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`);
+}
+
+const NORM_OR_BIAS = /(\.bias$|(^|\.)(ln_?\w*|\w*_?norm\w*|final_layer_norm|self_attn_layer_norm)\.weight$)/;
+
 export class Model {
   readonly config: ModelConfig;
   #handle: NativeHandle | undefined;
+  #trainable: string[] | undefined;
+  #masks: Record<string, Tensor<'u8'>> = {};
 
   /** @internal Use loadModel or modelFromWeights. */
   constructor(config: ModelConfig, handle: NativeHandle) {
@@ -156,11 +177,93 @@ export class Model {
     return native.modelParameterNames(this.handle) as string[];
   }
 
+  /**
+   * Chooses what ZO fine-tuning trains and returns those tensors by name (they share memory
+   * with the model). Optimizers built on the model (`new ZOSGD(model, opts)`) train this set;
+   * by default every parameter.
+   */
+  trainable(spec: TrainableSpec = { mode: 'full' }): Record<string, Tensor<'f32'>> {
+    check(spec !== null && typeof spec === 'object', "trainable: pass a spec such as {mode: 'full'}");
+    const names = this.parameterNames();
+    let chosen: string[];
+    for (const m of Object.values(this.#masks)) m.dispose();
+    this.#masks = {};
+    switch (spec.mode) {
+      case 'full':
+        chosen = names;
+        break;
+      case 'bias':
+        chosen = names.filter((n) => NORM_OR_BIAS.test(n));
+        break;
+      case 'patterns': {
+        check(Array.isArray(spec.patterns) && spec.patterns.length > 0, "trainable: mode 'patterns' needs patterns: string[]");
+        const res = spec.patterns.map(globToRegExp);
+        chosen = names.filter((n) => res.some((r) => r.test(n)));
+        break;
+      }
+      case 'mask': {
+        check(Number.isFinite(spec.fraction) && spec.fraction > 0 && spec.fraction <= 1, 'trainable: mask fraction must be in (0, 1]');
+        chosen = names;
+        const params = this.parameters();
+        for (const [n, t] of Object.entries(params)) {
+          this.#masks[n] = new Tensor<'u8'>(native.maskFromMagnitude(t.handle, { fraction: spec.fraction, keep: spec.keep ?? 'smallest' }));
+          t.dispose();
+        }
+        break;
+      }
+      case 'lora':
+        throw new ZerothError('E_UNSUPPORTED', "trainable: LoRA adapters are not in this build yet; use mode 'full', 'bias', 'patterns' or 'mask'");
+      default:
+        throw new ZerothError('E_INVALID_ARG', `trainable: unknown mode ${JSON.stringify((spec as { mode: unknown }).mode)}; use 'full', 'bias', 'patterns', 'mask' or 'lora'`);
+    }
+    check(chosen.length > 0, `trainable: no parameter matches ${JSON.stringify(spec)}`);
+    this.#trainable = chosen;
+    const all = this.parameters();
+    const out: Record<string, Tensor<'f32'>> = {};
+    for (const [n, t] of Object.entries(all)) {
+      if (chosen.includes(n)) out[n] = t;
+      else t.dispose();
+    }
+    return out;
+  }
+
+  /** Names of the trainable set (all parameters unless trainable() chose others). */
+  trainableNames(): string[] {
+    return [...(this.#trainable ?? this.parameterNames())];
+  }
+
+  /** The sparse masks chosen by trainable({mode: 'mask'}) (empty otherwise). */
+  trainableMasks(): Record<string, Tensor<'u8'>> {
+    return { ...this.#masks };
+  }
+
+  /**
+   * Writes config.json and model.safetensors (f32) in the Hugging Face layout, loadable by
+   * loadModel and by Hugging Face tools. Tied weights are written once, as in the checkpoint.
+   */
+  async save(dir: string): Promise<void> {
+    check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');
+    await mkdir(dir, { recursive: true }).catch((e: Error) => {
+      throw new ZerothError('E_IO', `save: cannot create ${dir}: ${e.message}`);
+    });
+    const params = this.parameters();
+    try {
+      await writeSafetensors(join(dir, 'model.safetensors'), params, { format: 'pt' });
+    } finally {
+      for (const t of Object.values(params)) t.dispose();
+    }
+    await writeFile(join(dir, 'config.json'), `${JSON.stringify(this.config.raw, null, 2)}\n`).catch((e: Error) => {
+      throw new ZerothError('E_IO', `save: cannot write ${join(dir, 'config.json')}: ${e.message}`);
+    });
+  }
+
   /** Frees the model's weights (tensors from parameters() stay valid until disposed). */
   dispose(): void {
     if (this.#handle === undefined) return;
     native.modelDispose(this.#handle);
     this.#handle = undefined;
+    for (const m of Object.values(this.#masks)) m.dispose();
+    this.#masks = {};
   }
 
   [Symbol.dispose](): void {

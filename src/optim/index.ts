@@ -10,3 +10,4 @@ export type { Trajectory, TrajectoryHeader, TrajectoryStep, OptimizerKind } from
 export { streamId } from './params.js';
 export type { Params, Masks } from './params.js';
 export { SeedSequence } from './seeds.js';
+export type { Batch } from './model_prober.js';

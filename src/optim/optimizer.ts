@@ -7,9 +7,11 @@
 import { check, ZerothError } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
+import { Model } from '../model.js';
+import { batchLoss, isBatch, ModelProber, type Batch } from './model_prober.js';
 import { ParamSet, type Masks, type Params } from './params.js';
 import { SeedSequence } from './seeds.js';
-import { encodeTrajectory, type OptimizerKind, type TrajectoryHeader, type TrajectoryStep } from './trajectory.js';
+import { decodeTrajectory, encodeTrajectory, type OptimizerKind, type TrajectoryHeader, type TrajectoryStep } from './trajectory.js';
 import { applyStep, UpdateState } from './update.js';
 
 /** A loss: a number, or a one-element tensor (which the optimizer reads and disposes). */
@@ -135,6 +137,9 @@ class ClosureProber implements Prober {
 
 export abstract class ZOOptimizer {
   protected readonly params: ParamSet;
+  /** Set when the optimizer trains a built-in model (its trainable set). */
+  protected readonly model: Model | undefined;
+  #modelTensors: Tensor[] = [];
   protected readonly kind: OptimizerKind;
   readonly eps: number;
   readonly weightDecay: number;
@@ -151,12 +156,28 @@ export abstract class ZOOptimizer {
   #busy = false;
   protected options: Record<string, number | boolean>;
 
-  protected constructor(kind: OptimizerKind, params: Params, opts: ZOOptions, options: Record<string, number | boolean>) {
+  protected constructor(kind: OptimizerKind, target: Params | Model, opts: ZOOptions, options: Record<string, number | boolean>) {
     check(opts !== null && typeof opts === 'object', 'optimizer options are required: at least {lr}');
+    let params: Params;
+    let masks = opts.masks;
+    if (target instanceof Model) {
+      this.model = target;
+      const names = new Set(target.trainableNames());
+      const all = target.parameters();
+      params = {};
+      for (const [n, t] of Object.entries(all)) {
+        if (names.has(n)) params[n] = t;
+        else t.dispose();
+      }
+      this.#modelTensors = Object.values(params);
+      masks = { ...target.trainableMasks(), ...(opts.masks ?? {}) };
+    } else {
+      params = target;
+    }
     check(typeof opts.lr === 'function' || (Number.isFinite(opts.lr) && opts.lr >= 0),
       `lr must be a non-negative number or a function of the step, got ${String(opts.lr)}`);
     this.kind = kind;
-    this.params = new ParamSet(params, opts.masks);
+    this.params = new ParamSet(params, masks);
     this.#lr = opts.lr;
     this.eps = positive(opts.eps, 'eps', 1e-3);
     this.weightDecay = nonNegative(opts.weightDecay, 'weightDecay');
@@ -197,9 +218,19 @@ export abstract class ZOOptimizer {
    * One ZO step: calls `closure` 2·queries times (plus twice more for conservative steps),
    * then updates the parameters. Resolves to the step's losses and projected gradient.
    */
-  async step(closure: LossClosure): Promise<StepResult> {
-    check(typeof closure === 'function', 'step(closure): pass a function that returns the loss');
-    return this.stepWith(new ClosureProber(this.params, this.#journal, closure, this.distribution));
+  async step(closureOrBatch: LossClosure | Batch): Promise<StepResult> {
+    if (typeof closureOrBatch === 'function') {
+      return this.stepWith(new ClosureProber(this.params, this.#journal, closureOrBatch, this.distribution));
+    }
+    check(isBatch(closureOrBatch), 'step: pass a loss closure, or {inputIds, attentionMask} for an optimizer built on a model');
+    const model = this.model;
+    check(model !== undefined, 'step({inputIds}): this optimizer was built on tensors, not a model; pass a loss closure');
+    const batch = closureOrBatch;
+    if (this.params.masks.some((m) => m !== undefined)) {
+      // Sparse masks: the fused forward perturbs whole tensors, so masked runs go in place.
+      return this.stepWith(new ClosureProber(this.params, this.#journal, () => batchLoss(model, batch), this.distribution));
+    }
+    return this.stepWith(new ModelProber(model, batch, this.params.names, this.distribution));
   }
 
   /** @internal The step, for any way of probing the loss. */
@@ -274,7 +305,10 @@ export abstract class ZOOptimizer {
 
   /** @internal The constants replay needs. */
   header(): TrajectoryHeader {
-    return { optimizer: this.kind, distribution: this.distribution, options: this.options, params: this.params.describe() };
+    return {
+      optimizer: this.kind, distribution: this.distribution, options: this.options, params: this.params.describe(),
+      run: { seedState: this.#seeds.state.toString(), attempts: this.#attempts },
+    };
   }
 
   /** The applied steps so far in the compact binary format of trajectory.ts (a few KB). */
@@ -282,9 +316,30 @@ export abstract class ZOOptimizer {
     return encodeTrajectory({ header: this.header(), steps: this.#steps });
   }
 
+  /**
+   * Continues a stopped run: replays `trajectory` (recorded by an optimizer with the same
+   * options on the same base weights) onto this optimizer's parameters and takes over its seed
+   * generator, step counter and state, so N steps + resume + M steps equals N + M steps.
+   */
+  async resume(trajectory: Uint8Array): Promise<void> {
+    check(this.#attempts === 0 && this.#steps.length === 0, 'resume: call it on a fresh optimizer, before any step');
+    const t = decodeTrajectory(trajectory);
+    check(t.header.optimizer === this.kind, `resume: the trajectory was recorded by ${t.header.optimizer}, not ${this.kind}`);
+    check(t.header.run !== undefined, 'resume: the trajectory has no run state (it was not written by opt.trajectory())');
+    this.params.assertMatches(t.header.params, 'resume');
+    for (const step of t.steps) {
+      await applyStep(this.params, this.#state, t.header, step);
+      this.#steps.push(step);
+    }
+    this.#seeds.state = BigInt(t.header.run.seedState);
+    this.#attempts = t.header.run.attempts;
+  }
+
   /** Frees the optimizer's state buffers (momentum, Adam moments). */
   dispose(): void {
     this.#state.dispose();
+    for (const t of this.#modelTensors) t.dispose();
+    this.#modelTensors = [];
   }
 
   [Symbol.dispose](): void {

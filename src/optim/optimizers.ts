@@ -1,12 +1,13 @@
 // optimizers.ts — the public ZO optimizers: the step is shared (optimizer.ts); each differs in
 // its update rule (update.ts) and constants.
 import { check } from '../errors.js';
+import type { Model } from '../model.js';
 import type { Params } from './params.js';
 import { ZOOptimizer, type ZOOptions } from './optimizer.js';
 
 /** ZO-SGD as in MeZO, with optional heavy-ball momentum and n-SPSA queries. */
 export class ZOSGD extends ZOOptimizer {
-  constructor(params: Params, opts: ZOOptions) {
+  constructor(params: Params | Model, opts: ZOOptions) {
     const momentum = opts.momentum ?? 0;
     check(Number.isFinite(momentum) && momentum >= 0 && momentum < 1, 'momentum must be in [0, 1)');
     super('zosgd', params, opts, { momentum });
@@ -22,7 +23,7 @@ export interface ZOAdamOptions extends ZOOptions {
 
 /** ZO-Adam (ZO-Bench): Adam moments over the ZO gradient estimate; two f32 buffers per parameter. */
 export class ZOAdam extends ZOOptimizer {
-  constructor(params: Params, opts: ZOAdamOptions) {
+  constructor(params: Params | Model, opts: ZOAdamOptions) {
     const beta1 = opts.beta1 ?? 0.9;
     const beta2 = opts.beta2 ?? 0.999;
     const adamEps = opts.adamEps ?? 1e-8;
@@ -34,7 +35,7 @@ export class ZOAdam extends ZOOptimizer {
 
 /** ZO-SignSGD: θ ← θ − lr·sign(ĝ); robust to the scale of the loss. */
 export class ZOSignSGD extends ZOOptimizer {
-  constructor(params: Params, opts: ZOOptions) {
+  constructor(params: Params | Model, opts: ZOOptions) {
     super('zosign', params, opts, {});
   }
 }

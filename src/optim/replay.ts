@@ -1,6 +1,8 @@
 // replay.ts — rebuilds fine-tuned weights from base weights and a trajectory, without running
 // a single forward pass: the same native update calls, in the same order, on the same bits.
 import { ZerothError } from '../errors.js';
+import { Model } from '../model.js';
+import type { Tensor } from '../tensor.js';
 import { ParamSet, type Masks, type Params } from './params.js';
 import { decodeTrajectory, type Trajectory } from './trajectory.js';
 import { applyStep, UpdateState } from './update.js';
@@ -13,10 +15,27 @@ export interface ReplayOptions {
   signal?: AbortSignal;
 }
 
-/** Applies every step of `trajectory` to `params` in place. */
-export async function replay(params: Params, trajectory: Uint8Array | Trajectory, opts: ReplayOptions = {}): Promise<void> {
+/**
+ * Applies every step of `trajectory` to `params` (named tensors, or a model: the parameters
+ * the trajectory names) in place, without any forward pass.
+ */
+export async function replay(params: Params | Model, trajectory: Uint8Array | Trajectory, opts: ReplayOptions = {}): Promise<void> {
   const t = trajectory instanceof Uint8Array ? decodeTrajectory(trajectory) : trajectory;
-  const set = new ParamSet(params, opts.masks);
+  let views: Tensor[] = [];
+  let masks = opts.masks;
+  if (params instanceof Model) {
+    const wanted = new Set(t.header.params.map((p) => p.name));
+    const all = params.parameters();
+    const chosen: Params = {};
+    for (const [n, tensor] of Object.entries(all)) {
+      if (wanted.has(n)) chosen[n] = tensor;
+      else tensor.dispose();
+    }
+    views = Object.values(chosen);
+    masks = { ...params.trainableMasks(), ...(opts.masks ?? {}) };
+    params = chosen;
+  }
+  const set = new ParamSet(params, masks);
   set.assertMatches(t.header.params, 'replay');
   const state = new UpdateState();
   try {
@@ -29,5 +48,6 @@ export async function replay(params: Params, trajectory: Uint8Array | Trajectory
     }
   } finally {
     state.dispose();
+    for (const v of views) v.dispose();
   }
 }

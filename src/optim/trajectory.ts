@@ -21,6 +21,8 @@ export interface TrajectoryHeader {
   /** Optimizer constants that shape the update (momentum, Adam betas, ...). */
   options: Record<string, number | boolean>;
   params: ParamDescriptor[];
+  /** Where the run stood when the trajectory was written (for exact resume). */
+  run?: { seedState: string; attempts: number };
 }
 
 export interface TrajectoryStep {
