@@ -223,3 +223,12 @@ describe('devices', () => {
     for (const d of ds.slice(1)) expect(d).toMatchObject({ type: 'cuda' });
   });
 });
+
+describe('native handles', () => {
+  it('an External that is not a tensor handle is refused with E_INVALID_ARG', async () => {
+    const { native } = await import('../src/native.js');
+    const journal = native.journalCreate();
+    expect(() => native.tensorRead(journal)).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARG' }));
+    expect(() => native.tensorRead({})).toThrowError(expect.objectContaining({ code: 'E_INVALID_ARG' }));
+  });
+});

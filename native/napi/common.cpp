@@ -16,6 +16,10 @@ Registry& registry() {
 
 Napi::FunctionReference* g_error_class = nullptr;
 
+// Tensor handles carry this type tag, so an External of another kind (a journal, a model, a
+// safetensors file) can never be read as a tensor.
+constexpr napi_type_tag kTensorTag = {0x7a65726f74685f74ull, 0x656e736f725f7631ull};
+
 }  // namespace
 
 Registrar::Registrar(const char* name, InitFn fn) { registry().entries.emplace_back(name, fn); }
@@ -43,14 +47,18 @@ Napi::Value wrap_tensor(Napi::Env env, TensorPtr t) {
     box->reported_bytes = static_cast<int64_t>(box->tensor->storage->bytes);
     Napi::MemoryManagement::AdjustExternalMemory(env, box->reported_bytes);
   }
-  return Napi::External<TensorBox>::New(env, box, [](Napi::Env e, TensorBox* b) {
+  auto handle = Napi::External<TensorBox>::New(env, box, [](Napi::Env e, TensorBox* b) {
     if (b->reported_bytes) Napi::MemoryManagement::AdjustExternalMemory(e, -b->reported_bytes);
     delete b;
   });
+  NAPI_THROW_IF_FAILED(env, napi_type_tag_object(env, handle, &kTensorTag), Napi::Value());
+  return handle;
 }
 
 TensorBox* unwrap_box(Napi::Env env, const Napi::Value& v, const char* what) {
-  if (!v.IsExternal()) throw_error(env, ZEROTH_E_INVALID_ARG, std::string(what) + " is not a zeroth tensor");
+  bool tagged = false;
+  if (v.IsExternal()) NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, v, &kTensorTag, &tagged), nullptr);
+  if (!tagged) throw_error(env, ZEROTH_E_INVALID_ARG, std::string(what) + " is not a zeroth tensor");
   return v.As<Napi::External<TensorBox>>().Data();
 }
 
