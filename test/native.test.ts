@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 // "N passed, N failed" and exits non-zero on failure.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = process.env.ZEROTH_ADDON_PATH ? dirname(process.env.ZEROTH_ADDON_PATH) : join(root, 'build', 'Release');
-const programs = ['test_philox', 'test_perturb', 'test_gemm', 'test_safetensors', 'test_transformer', 'test_cuda_parity'];
+// One program per test/native/*.cpp, named after the file (CMakeLists.txt builds them so).
+const programs = readdirSync(join(root, 'test', 'native')).filter((f) => f.endsWith('.cpp')).map((f) => f.slice(0, -4)).sort();
 
 describe('native unit tests', () => {
   for (const name of programs) {

@@ -16,6 +16,10 @@
 #include "core/parallel.h"
 #include "cpu/perturb_kernels.h"
 
+#ifdef ZEROTH_WITH_CUDA
+#include "../../cuda/perturb_cuda.h"
+#endif
+
 namespace zeroth {
 
 namespace perturb_detail {
@@ -39,6 +43,9 @@ size_t PerturbJournal::entry_count() const {
   size_t n = 0;
   for (const auto& target : entries)
     for (const auto& chunk : target) n += chunk.size();
+#ifdef ZEROTH_WITH_CUDA
+  n += static_cast<size_t>(cuda::journal_entry_count(*this));  // a journal used on a GPU keeps it there
+#endif
   return n;
 }
 
@@ -163,6 +170,16 @@ void validate(const std::vector<PerturbTarget>& targets) {
              mwhat + " has " + std::to_string(t.mask->numel) + " bytes; a bitmask of " +
                  std::to_string(t.tensor->numel) + " elements needs " + std::to_string(need));
     }
+    if (t.precond) {
+      const std::string pwhat = what + "'s preconditioner";
+      require_cpu(*t.precond, pwhat.c_str());
+      require_dtype(*t.precond, {ZEROTH_F32}, pwhat.c_str());
+      ZCHECK(t.precond->numel == t.tensor->numel, ZEROTH_E_SHAPE,
+             pwhat + " has " + std::to_string(t.precond->numel) + " elements; it needs one per element of the target (" +
+                 std::to_string(t.tensor->numel) + ")");
+      ZCHECK(t.tensor->numel == 0 || t.precond->data() != t.tensor->data(), ZEROTH_E_INVALID_ARG,
+             pwhat + " is the target itself; pass a separate f32 tensor");
+    }
   }
 }
 
@@ -183,6 +200,25 @@ void for_each_chunk(const std::vector<PerturbTarget>& targets, const Fn& fn) {
 }
 
 const uint8_t* mask_bytes(const PerturbTarget& t) { return t.mask ? t.mask->as<uint8_t>() : nullptr; }
+const float* precond_of(const PerturbTarget& t) { return t.precond ? t.precond->as<float>() : nullptr; }
+
+// The scaled z of one block as the element kernels take it, (z, s): with a preconditioner the
+// product fl(fl(s·z)·p) is formed in `buf` and handed on with s = 1 (fl(1·d) = d exactly), so
+// the kernels stay the same and the journal sees the values actually added.
+struct Scaled {
+  const float* z;
+  float s;
+};
+Scaled scaled(const float* z, float s, const float* pc, float* buf, int64_t n) {
+  if (!pc || s == 0.0f) return {z, s};
+  perturb_detail::scale_by_precond(z, s, pc, buf, n);
+  return {buf, 1.0f};
+}
+// The same for one element of an f16/bf16 target: fl(s·z), times p[i] when preconditioned.
+inline float scaled_one(float s, float z, const float* pc, int64_t i) {
+  const float d = s * z;
+  return pc ? d * pc[i] : d;
+}
 inline bool allowed(const uint8_t* mask, int64_t i) { return !mask || ((mask[i >> 3] >> (i & 7)) & 1u); }
 
 // What one pass does to one chunk. s0: the perturbation now applied (0: clean). For a
@@ -222,18 +258,22 @@ void patch(const ChunkView& c, size_t* oi, int64_t block, int64_t n, float* w) {
 void perturb_to_f32(const Pass& ps, const ChunkView& c) {
   float* p = c.target->tensor->as<float>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
   alignas(64) float w[kPerturbBlock];
+  alignas(64) float d0[kPerturbBlock];
+  alignas(64) float d1[kPerturbBlock];
   uint64_t flags[kPerturbBlock / 64];
   size_t oi = 0;
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
     const int64_t n = std::min(kPerturbBlock, c.end - b);
     const uint8_t* mb = mask ? mask + (b >> 3) : nullptr;
     draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
+    const Scaled old = scaled(z, ps.s0, pc ? pc + b : nullptr, d0, n);
     // The clean values: p itself when clean, else p - s0·z patched from the old journal.
     const float* clean = p + b;
     if (ps.s0 != 0.0f) {
-      ps.k->unperturb(p + b, z, ps.s0, w, n);
+      ps.k->unperturb(p + b, old.z, old.s, w, n);
       patch(c, &oi, b, n, w);
       clean = w;
     }
@@ -241,7 +281,8 @@ void perturb_to_f32(const Pass& ps, const ChunkView& c) {
       ps.k->update(p + b, clean, nullptr, false, 1.0f, 0.0f, mb, n);
       continue;
     }
-    ps.k->perturb(p + b, clean, z, ps.s1, mb, flags, w, n);  // flagged clean values land in w
+    const Scaled now = scaled(z, ps.s1, pc ? pc + b : nullptr, d1, n);
+    ps.k->perturb(p + b, clean, now.z, now.s, mb, flags, w, n);  // flagged clean values land in w
     for (int64_t word = 0; word < (n + 63) / 64; ++word) {
       for (uint64_t bits = flags[word]; bits; bits &= bits - 1) {
         const int64_t j = word * 64 + __builtin_ctzll(bits);
@@ -255,8 +296,11 @@ void perturb_to_f32(const Pass& ps, const ChunkView& c) {
 void update_f32(const Pass& ps, const ChunkView& c) {
   float* p = c.target->tensor->as<float>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
   alignas(64) float w[kPerturbBlock];
+  alignas(64) float d0[kPerturbBlock];
+  alignas(64) float d1[kPerturbBlock];
   size_t oi = 0;
   const bool need_z = ps.s0 != 0.0f || ps.step != 0.0f;
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
@@ -265,11 +309,13 @@ void update_f32(const Pass& ps, const ChunkView& c) {
     if (need_z) draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
     const float* clean = p + b;
     if (ps.s0 != 0.0f) {
-      ps.k->unperturb(p + b, z, ps.s0, w, n);
+      const Scaled old = scaled(z, ps.s0, pc ? pc + b : nullptr, d0, n);
+      ps.k->unperturb(p + b, old.z, old.s, w, n);
       patch(c, &oi, b, n, w);
       clean = w;
     }
-    ps.k->update(p + b, clean, z, ps.use_keep, ps.keep, ps.step, mb, n);
+    const Scaled step = scaled(z, ps.step, pc ? pc + b : nullptr, d1, n);
+    ps.k->update(p + b, clean, step.z, ps.use_keep, ps.keep, step.s, mb, n);
   }
 }
 
@@ -277,29 +323,33 @@ void update_f32(const Pass& ps, const ChunkView& c) {
 void add_f32(const Pass& ps, const ChunkView& c) {
   float* p = c.target->tensor->as<float>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
+  alignas(64) float d[kPerturbBlock];
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
     const int64_t n = std::min(kPerturbBlock, c.end - b);
     draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
-    ps.k->perturb(p + b, p + b, z, ps.s1, mask ? mask + (b >> 3) : nullptr, nullptr, nullptr, n);
+    const Scaled now = scaled(z, ps.s1, pc ? pc + b : nullptr, d, n);
+    ps.k->perturb(p + b, p + b, now.z, now.s, mask ? mask + (b >> 3) : nullptr, nullptr, nullptr, n);
   }
 }
 
-// The clean f16/bf16 bits of element i (block-relative j) while perturbed by s0.
+// The clean f16/bf16 bits of element i while perturbed by s0 (d0 = its scaled z, fl(s0·z)[·p]).
 template <typename H>
-uint16_t clean_half(const uint16_t* p, int64_t i, float s0, float zj, const ChunkView& c, size_t* oi) {
+uint16_t clean_half(const uint16_t* p, int64_t i, float s0, float d0, const ChunkView& c, size_t* oi) {
   if (s0 == 0.0f) return p[i];
   const uint32_t offset = static_cast<uint32_t>(i - c.begin);
   const auto& old = *c.old;
   while (*oi < old.size() && old[*oi].offset < offset) ++*oi;
   if (*oi < old.size() && old[*oi].offset == offset) return static_cast<uint16_t>(old[*oi].bits);
-  return H::nearest(H::load(p[i]) - s0 * zj);
+  return H::nearest(H::load(p[i]) - d0);
 }
 
 template <typename H>
 void perturb_to_half(const Pass& ps, const ChunkView& c) {
   uint16_t* p = c.target->tensor->as<uint16_t>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
   size_t oi = 0;
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
@@ -308,12 +358,12 @@ void perturb_to_half(const Pass& ps, const ChunkView& c) {
     for (int64_t j = 0; j < n; ++j) {
       const int64_t i = b + j;
       if (!allowed(mask, i)) continue;
-      const uint16_t clean = clean_half<H>(p, i, ps.s0, z[j], c, &oi);
+      const uint16_t clean = clean_half<H>(p, i, ps.s0, scaled_one(ps.s0, z[j], pc, i), c, &oi);
       if (ps.s1 == 0.0f) {
         p[i] = clean;
         continue;
       }
-      const float d = ps.s1 * z[j];
+      const float d = scaled_one(ps.s1, z[j], pc, i);
       const uint16_t v = H::nearest(H::load(clean) + d);
       p[i] = v;
       if (H::nearest(H::load(v) - d) != clean) c.fresh->push_back({static_cast<uint32_t>(i - c.begin), clean});
@@ -325,6 +375,7 @@ template <typename H>
 void update_half(const Pass& ps, const ChunkView& c) {
   uint16_t* p = c.target->tensor->as<uint16_t>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
   alignas(64) uint32_t random[kPerturbBlock + 4];
   size_t oi = 0;
@@ -339,14 +390,14 @@ void update_half(const Pass& ps, const ChunkView& c) {
     for (int64_t j = 0; j < n; ++j) {
       const int64_t i = b + j;
       if (!allowed(mask, i)) continue;
-      const uint16_t clean = clean_half<H>(p, i, ps.s0, need_z ? z[j] : 0.0f, c, &oi);
+      const uint16_t clean = clean_half<H>(p, i, ps.s0, ps.s0 != 0.0f ? scaled_one(ps.s0, z[j], pc, i) : 0.0f, c, &oi);
       if (!changes) {
         p[i] = clean;
         continue;
       }
       float v = H::load(clean);
       if (ps.use_keep) v = v * ps.keep;
-      if (ps.step != 0.0f) v = v - ps.step * z[j];
+      if (ps.step != 0.0f) v = v - scaled_one(ps.step, z[j], pc, i);
       p[i] = ps.stochastic ? H::stochastic(v, random[j]) : H::nearest(v);
     }
   }
@@ -356,12 +407,13 @@ template <typename H>
 void add_half(const Pass& ps, const ChunkView& c) {
   uint16_t* p = c.target->tensor->as<uint16_t>();
   const uint8_t* mask = mask_bytes(*c.target);
+  const float* pc = precond_of(*c.target);
   alignas(64) float z[kPerturbBlock];
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
     const int64_t n = std::min(kPerturbBlock, c.end - b);
     draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
     for (int64_t j = 0; j < n; ++j)
-      if (allowed(mask, b + j)) p[b + j] = H::nearest(H::load(p[b + j]) + ps.s1 * z[j]);
+      if (allowed(mask, b + j)) p[b + j] = H::nearest(H::load(p[b + j]) + scaled_one(ps.s1, z[j], pc, b + j));
   }
 }
 
@@ -400,15 +452,24 @@ void check_same_layout(const std::vector<PerturbTarget>& targets, const PerturbJ
   ZCHECK(same, ZEROTH_E_INVALID_ARG,
          std::string(op) + ": the parameters are perturbed with a different list of tensors; pass the same list "
                            "until restoreAndUpdate has restored them");
+  for (size_t t = 0; t < targets.size(); ++t) {
+    const void* pc = targets[t].precond ? targets[t].precond->data() : nullptr;
+    ZCHECK(j.preconds[t] == pc, ZEROTH_E_INVALID_ARG,
+           std::string(op) + ": target " + std::to_string(t) +
+               " was perturbed with a different preconditioner (or none); pass the same precond tensors until "
+               "restoreAndUpdate has restored them");
+  }
 }
 
 void reset_layout(const std::vector<PerturbTarget>& targets, PerturbJournal& j) {
   j.numels.clear();
   j.streams.clear();
+  j.preconds.clear();
   j.entries.assign(targets.size(), {});
   for (size_t t = 0; t < targets.size(); ++t) {
     j.numels.push_back(targets[t].tensor->numel);
     j.streams.push_back(targets[t].stream);
+    j.preconds.push_back(targets[t].precond ? targets[t].precond->data() : nullptr);
     j.entries[t].resize(static_cast<size_t>(chunks_of(targets[t].tensor->numel)));
   }
 }
@@ -426,10 +487,50 @@ void check_range(uint64_t first, int64_t n) {
 
 }  // namespace
 
+// ---- device dispatch -------------------------------------------------------------------------
+#ifdef ZEROTH_WITH_CUDA
+// True when the targets live on CUDA devices (the CUDA twin, cuda/perturb.cu, runs them), false
+// when they live on the CPU. One call works on one kind of device: a mix is E_DEVICE, as are
+// preconditioned targets on a GPU (the CUDA kernels have no preconditioner yet).
+bool targets_on_cuda(const std::vector<PerturbTarget>& targets) {
+  size_t on_gpu = 0, on_cpu = 0;
+  for (const PerturbTarget& t : targets)
+    if (t.tensor) ++(t.tensor->on_cpu() ? on_cpu : on_gpu);
+  if (on_gpu == 0) return false;
+  ZCHECK(on_cpu == 0, ZEROTH_E_DEVICE,
+         "the perturbation targets are on different devices (" + std::to_string(on_cpu) + " on the CPU, " +
+             std::to_string(on_gpu) + " on CUDA); move them all to one device first");
+  for (size_t i = 0; i < targets.size(); ++i)
+    ZCHECK(!targets[i].precond, ZEROTH_E_DEVICE,
+           "perturbation target " + std::to_string(i) +
+               " has a preconditioner, which the CUDA backend does not support yet; run preconditioned (HiZOO) "
+               "perturbations on the CPU");
+  return true;
+}
+
+// A perturbed journal belongs to the device that perturbed it: the CPU keeps one entry list per
+// target, the CUDA twin keeps its entries on the GPU and none here. Restoring on the other
+// device would lose the journal, so it is an error.
+void check_journal_device(const PerturbJournal& j, bool cuda) {
+  if (j.scale == 0.0f) return;
+  const bool journal_on_cuda = j.entries.size() != j.numels.size();
+  ZCHECK(journal_on_cuda == cuda, ZEROTH_E_DEVICE,
+         std::string("the parameters were perturbed on ") + (journal_on_cuda ? "a CUDA device" : "the CPU") +
+             " but these targets are on " + (cuda ? "a CUDA device" : "the CPU") +
+             "; restore them (restoreAndUpdate) with the same tensors before moving them");
+}
+#endif
+
 // ---- public entry points --------------------------------------------------------------------
 
 void perturb_to(const std::vector<PerturbTarget>& targets, PerturbJournal& journal, uint64_t seed, float scale,
                 rng::Distribution dist) {
+#ifdef ZEROTH_WITH_CUDA
+  const bool cuda = targets_on_cuda(targets);
+  check_journal_device(journal, cuda);
+  if (cuda) return cuda::perturb_to(targets, journal, seed, scale, dist);
+  if (journal.scale == 0.0f) cuda::release_journal(journal);  // a clean journal moving to the CPU
+#endif
   validate(targets);
   ZCHECK(std::isfinite(scale), ZEROTH_E_INVALID_ARG, "the perturbation scale must be finite");
   if (journal.scale != 0.0f) {
@@ -459,6 +560,11 @@ void perturb_to(const std::vector<PerturbTarget>& targets, PerturbJournal& journ
 }
 
 void restore_and_update(const std::vector<PerturbTarget>& targets, PerturbJournal& journal, const UpdateOptions& opts) {
+#ifdef ZEROTH_WITH_CUDA
+  const bool cuda = targets_on_cuda(targets);
+  check_journal_device(journal, cuda);
+  if (cuda) return cuda::restore_and_update(targets, journal, opts);
+#endif
   validate(targets);
   check_update(opts);
   if (journal.scale != 0.0f) check_same_layout(targets, journal, "restoreAndUpdate");
@@ -482,6 +588,9 @@ void restore_and_update(const std::vector<PerturbTarget>& targets, PerturbJourna
 
 void apply_update(const std::vector<PerturbTarget>& targets, uint64_t seed, rng::Distribution dist,
                   const UpdateOptions& opts) {
+#ifdef ZEROTH_WITH_CUDA
+  if (targets_on_cuda(targets)) return cuda::apply_update(targets, seed, dist, opts);
+#endif
   validate(targets);
   check_update(opts);
   const bool use_keep = opts.decay != 0.0f;
@@ -492,6 +601,9 @@ void apply_update(const std::vector<PerturbTarget>& targets, uint64_t seed, rng:
 }
 
 void perturb(const std::vector<PerturbTarget>& targets, uint64_t seed, float scale, rng::Distribution dist) {
+#ifdef ZEROTH_WITH_CUDA
+  if (targets_on_cuda(targets)) return cuda::perturb(targets, seed, scale, dist);
+#endif
   validate(targets);
   ZCHECK(std::isfinite(scale), ZEROTH_E_INVALID_ARG, "the perturbation scale must be finite");
   if (scale == 0.0f) return;

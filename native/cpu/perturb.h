@@ -22,6 +22,12 @@
 //     to nearest even, or stochastically from the word rng(rounding_seed, stream, i) (finite
 //     values never round to infinity).
 //  4. Masked elements (mask bit clear) are never written.
+//  5. Preconditioned targets (PerturbTarget::precond, an f32 tensor p of the target's numel):
+//     every scaled z above becomes fl(fl(s * z) * p[i]) — perturb_to leaves fl(w + fl(fl(s·z)·p)),
+//     the update subtracts fl(fl(step·z)·p) — and guarantees 1-4 hold unchanged (the journal
+//     checks the actual rounding of each element, whatever p holds). A target must keep the same
+//     precond tensor, and its values unchanged, from a perturb_to until the restore: the journal
+//     records which tensor was used and rejects another (HiZOO's ε·z/√H, perturb_precond.cpp).
 //
 // z is rng::normal_at / rng::rademacher_at(seed, target.stream, element index).
 //
@@ -43,6 +49,7 @@ struct PerturbTarget {
   uint64_t stream;   // rng::stream_id(name)
   TensorPtr mask;    // optional u8 bitmask of ceil(numel / 8) bytes, bit (i & 7) of byte i >> 3;
                      // a set bit means element i is trainable. nullptr: all elements train.
+  TensorPtr precond = nullptr;  // optional f32 multiplier per element (guarantee 5); nullptr: none
 };
 
 // One journaled element: its offset inside its chunk and its original bits (f16/bf16 in the
@@ -61,6 +68,7 @@ struct PerturbJournal {
   bool seeded = false;  // a perturb_to set seed/dist that restore_and_update has not consumed yet
   std::vector<int64_t> numels;    // per target: the layout the entries belong to ...
   std::vector<uint64_t> streams;  // ... and its streams (checked while perturbed)
+  std::vector<const void*> preconds;  // ... and the storage of its preconditioners (nullptr: none)
   // Per target, per fixed-size chunk of elements: entries sorted by offset.
   std::vector<std::vector<std::vector<JournalEntry>>> entries;
   size_t entry_count() const;
@@ -107,5 +115,27 @@ void add_scaled_z(uint64_t seed, uint64_t stream, rng::Distribution dist, float 
 // NaN weights never train.
 enum class MagnitudeRule { AtMost, Smallest, Largest };
 TensorPtr mask_from_magnitude(const Tensor& weights, MagnitudeRule rule, double value);
+
+// HiZOO's diagonal curvature state (perturb_precond.cpp). For each target k and trainable
+// element i, with z = z(seed, stream, i) of `dist` (which must be Normal: the centred estimate
+// vanishes for Rademacher z):
+//   est  = coeff · h[i] · (z² − 1)          coeff = (L+ + L− − 2·L0) / (2ε²), from the caller
+//   h[i] = clamp((1 − alpha)·h[i] + alpha·|est|, h_min, h_max)
+//   p[i] = 1 / sqrt(h[i])                  p = targets[k].precond, the perturbation multiplier
+// all in f32 with one rounding per operation (no fma), so the result is the same on every
+// SIMD level and thread count. Masked elements keep h and p.
+struct DiagHessianUpdate {
+  float coeff = 0.0f;
+  float alpha = 0.0f;
+  float h_min = 1e-8f;
+  float h_max = 1e8f;
+};
+void hessian_diag_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h, uint64_t seed,
+                         rng::Distribution dist, const DiagHessianUpdate& u);
+
+namespace perturb_detail {
+// out[i] = fl(fl(s * z[i]) * p[i]): the scaled z of a preconditioned target (perturb_precond.cpp).
+void scale_by_precond(const float* z, float s, const float* p, float* out, int64_t n);
+}  // namespace perturb_detail
 
 }  // namespace zeroth

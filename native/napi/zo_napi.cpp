@@ -9,8 +9,11 @@
 //   streamId(name) -> BigInt                    FNV-1a 64 of the UTF-8 name
 //   fillZ(seed, stream, dist, first, n) -> Float32Array
 //   maskFromMagnitude(tensor, {threshold} | {fraction, keep: 'smallest' | 'largest'}) -> tensor handle
+//   hessianDiagUpdate(targets, hessians, seed, dist, {coeff, alpha, hMin?, hMax?}) -> Promise<void>
 //
-// A target is {tensor: handle, stream: BigInt, mask?: handle}; seeds and streams are BigInt
+// A target is {tensor: handle, stream: BigInt, mask?: handle, precond?: handle}; precond (an f32
+// tensor of the target's numel) multiplies its scaled z elementwise (perturb.h, guarantee 5) in
+// perturbTo, restoreAndUpdate, applyUpdate and perturb. Seeds and streams are BigInt
 // (64-bit), dist is 'normal' | 'rademacher'. A journal is used by one call at a time: a
 // second call while one is running is rejected with E_INVALID_ARG instead of racing.
 #include <atomic>
@@ -72,6 +75,19 @@ UpdateOptions arg_update(Napi::Env env, const Napi::Value& v) {
 
 Napi::Value done_undefined(Napi::Env env) { return env.Undefined(); }
 
+// The targets with their optional `precond` tensors (read here so the shared reader in
+// zo_args.cpp stays as it is for the kernels that take no preconditioner).
+std::vector<PerturbTarget> arg_targets(Napi::Env env, const Napi::Value& v) {
+  std::vector<PerturbTarget> targets = arg_perturb_targets(env, v);
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value pc = a.Get(i).As<Napi::Object>().Get("precond");
+    if (!pc.IsUndefined() && !pc.IsNull())
+      targets[i].precond = unwrap_tensor(env, pc, ("targets[" + std::to_string(i) + "].precond").c_str());
+  }
+  return targets;
+}
+
 Napi::Value JournalCreate(const Napi::CallbackInfo& info) {
   auto* ref = new JournalRef(std::make_shared<JournalBox>());
   return Napi::External<JournalRef>::New(info.Env(), ref, [](Napi::Env, JournalRef* r) { delete r; });
@@ -86,7 +102,7 @@ Napi::Value JournalEntryCount(const Napi::CallbackInfo& info) {
 
 Napi::Value PerturbTo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto targets = arg_perturb_targets(env, info[0]);
+  auto targets = arg_targets(env, info[0]);
   auto lease = std::make_shared<JournalLease>(env, unwrap_journal(env, info[1]));
   const uint64_t seed = arg_u64(env, info[2], "seed");
   const float scale = arg_f32(env, info[3], "scale");
@@ -100,7 +116,7 @@ Napi::Value PerturbTo(const Napi::CallbackInfo& info) {
 
 Napi::Value RestoreAndUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto targets = arg_perturb_targets(env, info[0]);
+  auto targets = arg_targets(env, info[0]);
   auto lease = std::make_shared<JournalLease>(env, unwrap_journal(env, info[1]));
   const UpdateOptions opts = arg_update(env, info[2]);
   return run_async(
@@ -111,7 +127,7 @@ Napi::Value RestoreAndUpdate(const Napi::CallbackInfo& info) {
 
 Napi::Value ApplyUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto targets = arg_perturb_targets(env, info[0]);
+  auto targets = arg_targets(env, info[0]);
   const uint64_t seed = arg_u64(env, info[1], "seed");
   const rng::Distribution dist = arg_distribution(env, info[2]);
   const UpdateOptions opts = arg_update(env, info[3]);
@@ -120,7 +136,7 @@ Napi::Value ApplyUpdate(const Napi::CallbackInfo& info) {
 
 Napi::Value Perturb(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto targets = arg_perturb_targets(env, info[0]);
+  auto targets = arg_targets(env, info[0]);
   const uint64_t seed = arg_u64(env, info[1], "seed");
   const float scale = arg_f32(env, info[2], "scale");
   const rng::Distribution dist = arg_distribution(env, info[3]);
@@ -171,6 +187,26 @@ Napi::Value MaskFromMagnitude(const Napi::CallbackInfo& info) {
   return guarded(env, [&] { return wrap_tensor(env, mask_from_magnitude(*t, r, value)); });
 }
 
+Napi::Value HessianDiagUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto targets = arg_targets(env, info[0]);
+  if (!info[1].IsArray()) throw_error(env, ZEROTH_E_INVALID_ARG, "hessians must be an array of f32 tensor handles");
+  Napi::Array list = info[1].As<Napi::Array>();
+  std::vector<TensorPtr> h;
+  for (uint32_t i = 0; i < list.Length(); ++i)
+    h.push_back(unwrap_tensor(env, list.Get(i), ("hessians[" + std::to_string(i) + "]").c_str()));
+  const uint64_t seed = arg_u64(env, info[2], "seed");
+  const rng::Distribution dist = arg_distribution(env, info[3]);
+  if (!info[4].IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "options must be {coeff, alpha, hMin?, hMax?}");
+  Napi::Object o = info[4].As<Napi::Object>();
+  DiagHessianUpdate u;
+  u.coeff = arg_f32(env, o.Get("coeff"), "coeff");
+  u.alpha = arg_f32(env, o.Get("alpha"), "alpha");
+  if (!o.Get("hMin").IsUndefined()) u.h_min = arg_f32(env, o.Get("hMin"), "hMin");
+  if (!o.Get("hMax").IsUndefined()) u.h_max = arg_f32(env, o.Get("hMax"), "hMax");
+  return run_async(env, [targets, h, seed, dist, u] { hessian_diag_update(targets, h, seed, dist, u); }, done_undefined);
+}
+
 void init(Napi::Env env, Napi::Object exports) {
   exports.Set("journalCreate", Napi::Function::New(env, JournalCreate));
   exports.Set("journalEntryCount", Napi::Function::New(env, JournalEntryCount));
@@ -181,6 +217,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("streamId", Napi::Function::New(env, StreamId));
   exports.Set("fillZ", Napi::Function::New(env, FillZ));
   exports.Set("maskFromMagnitude", Napi::Function::New(env, MaskFromMagnitude));
+  exports.Set("hessianDiagUpdate", Napi::Function::New(env, HessianDiagUpdate));
 }
 
 }  // namespace

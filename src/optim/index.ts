@@ -11,3 +11,5 @@ export { streamId } from './params.js';
 export type { Params, Masks } from './params.js';
 export { SeedSequence } from './seeds.js';
 export type { Batch } from './model_prober.js';
+export { HiZOO } from './hizoo.js';
+export type { HiZOOOptions, HiZOOStepResult } from './hizoo.js';
