@@ -1,12 +1,14 @@
 // dtype.ts — the element types and the typed array each one reads back as.
 
-export type DType = 'f64' | 'f32' | 'f16' | 'bf16' | 'i32' | 'i8' | 'u8' | 'int4';
+/** int4 and int8 are quantized weights (codes plus group scales), made by zeroth.quantize. */
+export type DType = 'f64' | 'f32' | 'f16' | 'bf16' | 'i32' | 'i8' | 'u8' | 'int4' | 'int8';
 export type FloatDType = 'f64' | 'f32' | 'f16' | 'bf16';
 
 /**
  * The typed array `Tensor#toTypedArray()` returns for each dtype. f16 and bf16 come back as
  * their raw IEEE bits in a Uint16Array (Node 20 has no Float16Array); use `.to('f32')` for
- * numbers. int4 comes back as one unsigned code (0..15) per element.
+ * numbers. int4 comes back as one unsigned code (0..15) per element, int8 as its signed codes;
+ * `.dequantize()` gives their values.
  */
 export interface TypedArrayMap {
   f64: Float64Array;
@@ -17,6 +19,7 @@ export interface TypedArrayMap {
   i8: Int8Array;
   u8: Uint8Array;
   int4: Uint8Array;
+  int8: Int8Array;
 }
 export type TypedArrayFor<D extends DType> = TypedArrayMap[D];
 
@@ -40,6 +43,7 @@ export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   i8: { arrayBytes: 1, isFloat: false, make: (b, o, n) => new Int8Array(b, o, n) },
   u8: { arrayBytes: 1, isFloat: false, make: (b, o, n) => new Uint8Array(b, o, n) },
   int4: { arrayBytes: 1, isFloat: false, make: (b, o, n) => new Uint8Array(b, o, n) },
+  int8: { arrayBytes: 1, isFloat: false, make: (b, o, n) => new Int8Array(b, o, n) },
 };
 
 export function isDType(x: unknown): x is DType {
@@ -67,5 +71,6 @@ export function arrayMatchesDType(a: TensorData, dtype: DType): boolean {
     case 'i8': return a instanceof Int8Array;
     case 'u8':
     case 'int4': return a instanceof Uint8Array;
+    case 'int8': return a instanceof Int8Array;
   }
 }

@@ -101,6 +101,8 @@ export class Tensor<D extends DType = DType> {
   to(device: DeviceName): Tensor<D>;
   to(target: DType | DeviceName): Tensor<DType> {
     if (isDType(target)) {
+      check(target !== 'int4' && target !== 'int8' || target === this.dtype,
+        `.to('${target}'): quantized tensors come from zeroth.quantize(tensor, {bits}), not a dtype conversion`, 'E_DTYPE');
       return new Tensor(native.tensorCopy(this.handle, target, parseDevice(this.device)));
     }
     return new Tensor(native.tensorCopy(this.handle, this.dtype, parseDevice(target)));
@@ -115,6 +117,13 @@ export class Tensor<D extends DType = DType> {
     const dims = (Array.isArray(shape[0]) ? shape[0] : shape) as readonly number[];
     for (const d of dims) check(Number.isInteger(d) && d >= -1, `reshape: dimension ${d} must be an integer >= -1`, 'E_SHAPE');
     return new Tensor<D>(native.tensorReshape(this.handle, dims));
+  }
+
+  /** The f32 weights of an int4 / int8 tensor made by zeroth.quantize. */
+  dequantize(): Tensor<'f32'> {
+    check(this.dtype === 'int4' || this.dtype === 'int8',
+      `dequantize: this is a ${this.dtype} tensor; only int4 / int8 tensors made by zeroth.quantize dequantize`, 'E_DTYPE');
+    return new Tensor<'f32'>(native.dequantize(this.handle));
   }
 
   /** Frees the native memory now. Safe to call twice; any later use throws E_DISPOSED. */
@@ -178,6 +187,7 @@ function checkDType(dtype: unknown): DType {
   if (!isDType(dtype)) {
     throw new ZerothError('E_DTYPE', `unknown dtype ${JSON.stringify(dtype)}; use 'f64', 'f32', 'f16', 'bf16', 'i32', 'i8', 'u8' or 'int4'`);
   }
+  check(dtype !== 'int8', "int8 tensors are quantized weights: make them with zeroth.quantize(tensor, {bits: 8})", 'E_DTYPE');
   return dtype;
 }
 

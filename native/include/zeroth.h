@@ -73,8 +73,9 @@ typedef struct zeroth_device {
 /*
  * Packed int4 layout (group-wise affine quantization of a 2-D weight [rows, cols]).
  *
- *   codes:  uint8 [rows, ceil(cols / 2)] — element (r, c) is in byte (r, c / 2);
- *           the even column in the low nibble, the odd column in the high nibble.
+ *   codes:  ceil(rows * cols / 2) bytes, packed by flat row-major element index:
+ *           element i = r * cols + c is in byte i / 2, even i in the low nibble, odd i in
+ *           the high nibble (with an odd `cols` a row may start in a high nibble).
  *           Codes are unsigned 0..15.
  *   scales: [rows, groups] in scale_dtype (F32 or F16), groups = ceil(cols / group_size)
  *   zeros:  [rows, groups] in scale_dtype, or absent when symmetric (zero point 8).

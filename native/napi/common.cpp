@@ -73,6 +73,8 @@ TensorPtr& unwrap_tensor(Napi::Env env, const Napi::Value& v, const char* what) 
 
 zeroth_dtype arg_dtype(Napi::Env env, const Napi::Value& v, const char* what) {
   zeroth_dtype d;
+  // 'int8' (a quantized weight) is stored as i8 codes plus QuantInfo.
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "int8") return ZEROTH_I8;
   if (!v.IsString() || !dtype_from_name(v.As<Napi::String>().Utf8Value(), &d))
     throw_error(env, ZEROTH_E_DTYPE,
                 std::string(what) + " must be one of 'f64', 'f32', 'f16', 'bf16', 'i32', 'i8', 'u8', 'int4'");

@@ -10,7 +10,8 @@ namespace {
 
 Napi::Value meta(Napi::Env env, const Tensor& t) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("dtype", dtype_traits(t.dtype).name);
+  // An i8 tensor with group scales is a quantized int8 weight, 'int8' in TypeScript.
+  o.Set("dtype", t.dtype == ZEROTH_I8 && t.quant ? "int8" : dtype_traits(t.dtype).name);
   Napi::Array shape = Napi::Array::New(env, t.shape.size());
   for (size_t i = 0; i < t.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.shape[i])));
   o.Set("shape", shape);
