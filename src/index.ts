@@ -15,3 +15,7 @@ export type { ModelConfig, ModelFamily, LoadModelOptions, ForwardOptions, Genera
 export type { TrainableSpec } from './model.js';
 export { readSafetensors, writeSafetensors } from './safetensors.js';
 export type { SafetensorsReader, SafetensorsTensorInfo, SafetensorsLoadOptions } from './safetensors.js';
+export { quantize, dequantize, quantInfo, quantCodes, quantizedMatmul, quantizedMatmulAsync } from './quant.js';
+export type { QuantizeOptions, QuantInfo, QuantizedTensor } from './quant.js';
+export { hessianTrace, hessianDiagonal, rankBlocksByTrace } from './curvature/index.js';
+export type { HessianTraceOptions, HessianTraceResult, BlockTrace, TraceProgress, HessianDiagonalOptions, HessianDiagonalResult, RankedBlock, CurvatureParams } from './curvature/index.js';
