@@ -21,6 +21,9 @@ import { check, ZerothError } from '../errors.js';
 import { SeedSequence } from '../optim/seeds.js';
 import { checkBlocks, defaultBlocks } from './blocks.js';
 import { readMeanLoss, type CurvatureClosure } from './loss.js';
+import { Model } from '../model.js';
+import { isBatch, type Batch } from '../optim/model_prober.js';
+import { ModelPerturber } from './model.js';
 import { ClosurePerturber, type CurvatureParams, type Distribution, type Perturber } from './perturber.js';
 
 /** Default perturbation length ‖εz‖ (see the header). */
@@ -39,8 +42,10 @@ export interface TraceProgress {
 }
 
 export interface HessianTraceOptions {
-  /** The named parameters the closure reads: zeroth Tensors (f32/f16/bf16) or Float64Array/Float32Array. */
-  params: CurvatureParams;
+  /** Closures: the named parameters the closure reads (zeroth Tensors f32/f16/bf16, or Float64Array/Float32Array). */
+  params?: CurvatureParams;
+  /** Models: the batch whose loss is probed (the model's trainable set is perturbed, on the fly). */
+  batch?: Batch;
   /** Probe budget (per block): default 64, or 1024 when relStdErr is given. */
   probes?: number;
   /** Stop once stdErr ≤ relStdErr·|trace| (tested from 8 probes on). */
@@ -166,9 +171,21 @@ interface Group {
  * forward passes only. The parameters are perturbed in place and restored to the bit, also
  * when the closure throws, returns NaN or the signal aborts.
  */
-export async function hessianTrace(closure: CurvatureClosure, opts: HessianTraceOptions): Promise<HessianTraceResult> {
-  check(typeof closure === 'function', 'hessianTrace(closure, opts): pass a function that returns the loss');
-  check(opts !== null && typeof opts === 'object', 'hessianTrace: options are required: at least {params}');
+export async function hessianTrace(target: CurvatureClosure | Model, opts: HessianTraceOptions): Promise<HessianTraceResult> {
+  check(opts !== null && typeof opts === 'object', 'hessianTrace: options are required: {params} for a closure, {batch} for a model');
+  let closure: CurvatureClosure;
+  let perturber: Perturber;
+  if (target instanceof Model) {
+    check(isBatch(opts.batch), 'hessianTrace(model, {batch}): pass batch: {inputIds, attentionMask} (int32 [B, T])');
+    const mp = new ModelPerturber(target);
+    perturber = mp;
+    closure = mp.closure(opts.batch);
+  } else {
+    check(typeof target === 'function', 'hessianTrace(target, opts): pass a loss closure or a model');
+    check(opts.params !== undefined, 'hessianTrace(closure, {params}): name the parameters the closure reads');
+    closure = target;
+    perturber = new ClosurePerturber(opts.params);
+  }
   const dist = parseDistribution(opts.distribution, 'rademacher');
   const relStdErr = opts.relStdErr;
   check(relStdErr === undefined || (Number.isFinite(relStdErr) && relStdErr > 0), 'relStdErr must be a positive number');
@@ -179,7 +196,6 @@ export async function hessianTrace(closure: CurvatureClosure, opts: HessianTrace
   const seeds = new SeedSequence(parseSeed(opts.seed));
   const signal = opts.signal;
 
-  const perturber = new ClosurePerturber(opts.params);
   const layout: Record<string, string[]> = opts.perBlock === undefined || opts.perBlock === false
     ? { all: [...perturber.names] }
     : opts.perBlock === true ? defaultBlocks(perturber.names) : checkBlocks(opts.perBlock, perturber.names);
