@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "half.h"
 #include "hostdevice.h"
 
 namespace zeroth {
@@ -108,24 +109,9 @@ ZEROTH_HD float fsqrt(float a) {
   return std::sqrt(a);
 #endif
 }
-ZEROTH_HD uint32_t fbits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  __builtin_memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-ZEROTH_HD float ffrombits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  __builtin_memcpy(&f, &u, 4);
-  return f;
-#endif
-}
+// Bit casts, shared with the f16/bf16 conversions.
+ZEROTH_HD uint32_t fbits(float f) { return f32_bits(f); }
+ZEROTH_HD float ffrombits(uint32_t u) { return f32_from_bits(u); }
 
 // Uniform in (0, 1]: 24 random bits, offset by one so log() is finite.
 ZEROTH_HD float uniform_open0(uint32_t x) { return fmul(static_cast<float>((x >> 8) + 1u), 5.9604644775390625e-8f); }

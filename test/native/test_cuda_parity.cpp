@@ -33,21 +33,13 @@
 #ifdef ZEROTH_WITH_CUDA
 #include "../../cuda/perturb_cuda.h"
 #endif
+#include "check.h"
 
 using namespace zeroth;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 30) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 #ifdef ZEROTH_WITH_CUDA
 
@@ -428,7 +420,6 @@ int main() {
   } catch (const Error& e) {
     check(false, std::string("unexpected error ") + status_name(e.code()) + ": " + e.what());
   }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return report();
 #endif
 }

@@ -19,34 +19,13 @@
 #include "core/parallel.h"
 #include "core/philox.h"
 #include "cpu/gemm.h"
+#include "check.h"
 
 using namespace zeroth;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 20) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
-
-// Deterministic test data (splitmix64), uniform in [-1, 1).
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform() { return static_cast<float>(static_cast<double>(next() >> 40) / 8388608.0 - 1.0); }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
-};
 
 constexpr float kSentinel = 12345.0f;
 
@@ -273,16 +252,6 @@ void test_perturbation(Rng& rng) {
   set_simd_level(SimdLevel::Avx512);
 }
 
-template <typename F>
-void expect_error(zeroth_status code, const char* what, F&& fn) {
-  try {
-    fn();
-    check(false, std::string(what) + ": no error");
-  } catch (const Error& e) {
-    check(e.code() == code, std::string(what) + ": wrong status, message: " + e.what());
-  }
-}
-
 void test_errors() {
   std::vector<float> a(64, 1.0f), b(64, 1.0f), c(64, 0.0f);
   expect_error(ZEROTH_E_SHAPE, "negative M",
@@ -322,6 +291,6 @@ int main() {
     std::printf("FAIL: unexpected exception: %s\n", e.what());
     ++g_failed;
   }
-  std::printf("test_gemm (%s): %d passed, %d failed\n", gemm_f32_kernel_name(), g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  std::printf("test_gemm: kernel %s\n", gemm_f32_kernel_name());
+  return report();
 }

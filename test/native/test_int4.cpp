@@ -25,32 +25,13 @@
 #include "core/parallel.h"
 #include "cpu/int4_gemm.h"
 #include "cpu/quant.h"
+#include "check.h"
 
 using namespace zeroth;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 20) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
-
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform() { return static_cast<float>(static_cast<double>(next() >> 40) / 8388608.0 - 1.0); }
-};
 
 constexpr zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
 
@@ -175,16 +156,6 @@ void test_matmul(int bits, int64_t M, int64_t out, int64_t in, int64_t gs, bool 
   check(ok, what + ": fused product within 1e-5 relative (worst " + std::to_string(worst) + ")");
 }
 
-template <typename F>
-void expect_error(zeroth_status code, const std::string& what, F&& fn) {
-  try {
-    fn();
-    check(false, what + ": no error thrown");
-  } catch (const Error& e) {
-    check(e.code() == code, what + ": status " + std::to_string(e.code()) + " (" + e.what() + ")");
-  }
-}
-
 void test_errors() {
   TensorPtr w = random_matrix(4, 10, 5);
   QuantizeOptions o;
@@ -260,6 +231,5 @@ int main() {
   }
   set_simd_level(best);
 
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return report();
 }

@@ -28,33 +28,14 @@
 #include "core/philox.h"
 #include "cpu/perturb.h"
 #include "cpu/perturb_kernels.h"
+#include "check.h"
 
 using namespace zeroth;
 using perturb_detail::Kernels;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 30) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
-
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform() { return static_cast<float>(static_cast<double>(next() >> 40) / 8388608.0 - 1.0); }
-};
 
 uint32_t bits(float f) { return rng::fbits(f); }
 float from_bits(uint32_t u) { return rng::ffrombits(u); }
@@ -420,6 +401,5 @@ int main() {
   test_threads();
   test_stochastic_rounding();
   test_masks_and_errors();
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return report();
 }

@@ -16,22 +16,14 @@
 #include <string>
 
 #include "core/philox.h"
+#include "check.h"
 
 using namespace zeroth;
 using namespace zeroth::rng;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 20) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 std::string hex(uint32_t x) {
   char buf[16];
@@ -134,6 +126,5 @@ int main() {
   test_indexing();
   test_stream_id();
   test_polynomials();
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return report();
 }

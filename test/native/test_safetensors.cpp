@@ -30,22 +30,14 @@
 #include "core/tensor.h"
 #include "model/json.h"
 #include "model/safetensors.h"
+#include "check.h"
 
 using namespace zeroth;
 namespace st = zeroth::safetensors;
 
+using namespace zeroth_test;
+
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 40) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 struct Rng {
   uint64_t s;
@@ -644,6 +636,5 @@ int main(int argc, char** argv) {
   }
   std::string cmd = "rm -rf '" + dir + "'";
   if (std::system(cmd.c_str()) != 0) std::printf("note: could not remove %s\n", dir.c_str());
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return report();
 }

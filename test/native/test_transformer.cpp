@@ -15,28 +15,11 @@
 #include "cpu/perturb.h"
 #include "model/safetensors.h"
 #include "model/transformer.h"
+#include "check.h"
 
 using namespace zeroth;
 using namespace zeroth::model;
-
-static int g_pass = 0, g_fail = 0;
-static void expect(bool ok, const std::string& what) {
-  if (ok) ++g_pass;
-  else {
-    ++g_fail;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
-
-template <typename F>
-static void expect_error(zeroth_status code, F&& fn, const std::string& what) {
-  try {
-    fn();
-    expect(false, what + " (no error)");
-  } catch (const Error& e) {
-    expect(e.code() == code, what + " (got " + status_name(e.code()) + ": " + e.what() + ")");
-  }
-}
+using namespace zeroth_test;
 
 struct Fixture {
   TransformerConfig config;
@@ -117,18 +100,18 @@ static void check_fixture(const std::string& dir, const std::string& name) {
     TensorPtr logits = model.forward(*f.ids, f.mask.get());
     const double diff = masked_max_diff(*logits, *f.logits, *f.mask);
     std::printf("%s: max |logits - reference| = %.3g\n", tag.c_str(), diff);
-    expect(diff <= 1e-4, tag + " logits within 1e-4");
+    check(diff <= 1e-4, tag + " logits within 1e-4");
     TensorPtr loss = model.loss(*f.ids, f.mask.get());
     for (int64_t b = 0; b < f.loss->numel; ++b) {
       const double d = std::fabs(loss->as<double>()[b] - f.loss->as<double>()[b]);
-      expect(d <= 1e-5, tag + " loss row " + std::to_string(b) + " within 1e-5 (diff " + std::to_string(d) + ")");
+      check(d <= 1e-5, tag + " loss row " + std::to_string(b) + " within 1e-5 (diff " + std::to_string(d) + ")");
     }
     // The LM head in chunks of 5 rows (pairs span several chunks and rows) gives the same losses.
     model.set_loss_chunk_rows(5);
     TensorPtr chunked = model.loss(*f.ids, f.mask.get());
     model.set_loss_chunk_rows(0);
     for (int64_t b = 0; b < f.loss->numel; ++b)
-      expect(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-9, tag + " chunked loss row " + std::to_string(b));
+      check(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-9, tag + " chunked loss row " + std::to_string(b));
   }
   set_simd_level(SimdLevel::Avx512);  // back to the best this CPU has
 }
@@ -163,12 +146,12 @@ static void check_perturbation(const std::string& dir, const std::string& name, 
   const double moved_by = masked_max_diff(*a, *base, *f.mask);
   std::printf("%s perturbed (%s): on-the-fly vs in-place max diff %.3g (perturbation moved logits by %.3g)\n",
               name.c_str(), dist == rng::Distribution::Normal ? "normal" : "rademacher", diff, moved_by);
-  expect(diff <= 1e-6, name + " perturbed forward equals the forward on weights perturbed in place");
-  expect(moved_by > 1e-3, name + " the perturbation changes the logits");
+  check(diff <= 1e-6, name + " perturbed forward equals the forward on weights perturbed in place");
+  check(moved_by > 1e-3, name + " the perturbation changes the logits");
   TensorPtr la = clean.loss(*f.ids, f.mask.get(), &p);
   TensorPtr lb = moved_model.loss(*f.ids, f.mask.get());
   for (int64_t i = 0; i < la->numel; ++i)
-    expect(std::fabs(la->as<double>()[i] - lb->as<double>()[i]) <= 1e-9, name + " perturbed loss equals in-place loss");
+    check(std::fabs(la->as<double>()[i] - lb->as<double>()[i]) <= 1e-9, name + " perturbed loss equals in-place loss");
 }
 
 // Greedy generation with the KV cache equals argmax of a full forward per step.
@@ -195,7 +178,7 @@ static void check_generation(const std::string& dir, const std::string& name) {
       same = same && best == gen->as<int32_t>()[b * o.max_new_tokens + s];
       seq.push_back(best);
     }
-    expect(same, name + " row " + std::to_string(b) + ": greedy with KV cache equals full-forward argmax");
+    check(same, name + " row " + std::to_string(b) + ": greedy with KV cache equals full-forward argmax");
   }
   // top_k = 1 sampling at any temperature is greedy.
   o.temperature = 0.7f;
@@ -203,38 +186,38 @@ static void check_generation(const std::string& dir, const std::string& name) {
   TensorPtr topk1 = model.generate(*f.ids, f.mask.get(), o);
   bool same = true;
   for (int64_t i = 0; i < gen->numel; ++i) same = same && gen->as<int32_t>()[i] == topk1->as<int32_t>()[i];
-  expect(same, name + " top-k 1 sampling equals greedy");
+  check(same, name + " top-k 1 sampling equals greedy");
 }
 
 static void check_errors(const std::string& dir) {
   Fixture f = load_fixture(dir, "llama-tiny");
   TransformerConfig bad = f.config;
   bad.n_kv_head = 3;
-  expect_error(ZEROTH_E_INVALID_ARG, [&] { Model m(bad, f.weights); }, "heads not a multiple of kv heads");
+  expect_error(ZEROTH_E_INVALID_ARG, "heads not a multiple of kv heads", [&] { Model m(bad, f.weights); });
   auto missing = f.weights;
   missing.erase("model.norm.weight");
-  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, missing); }, "missing weight");
+  expect_error(ZEROTH_E_FORMAT, "missing weight", [&] { Model m(f.config, missing); });
   auto extra = f.weights;
   extra["model.layers.9.foo"] = f.weights["model.norm.weight"];
-  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, extra); }, "unexpected weight");
+  expect_error(ZEROTH_E_FORMAT, "unexpected weight", [&] { Model m(f.config, extra); });
   auto misshaped = f.weights;
   misshaped["model.norm.weight"] = tensor_zeros(ZEROTH_F32, {63}, {ZEROTH_DEVICE_CPU, 0});
-  expect_error(ZEROTH_E_FORMAT, [&] { Model m(f.config, misshaped); }, "misshaped weight");
+  expect_error(ZEROTH_E_FORMAT, "misshaped weight", [&] { Model m(f.config, misshaped); });
   Model m(f.config, f.weights);
   TensorPtr oov = tensor_copy(*f.ids, ZEROTH_I32, {ZEROTH_DEVICE_CPU, 0});
   oov->as<int32_t>()[3] = 320;
-  expect_error(ZEROTH_E_INVALID_ARG, [&] { m.forward(*oov, nullptr); }, "token outside the vocabulary");
+  expect_error(ZEROTH_E_INVALID_ARG, "token outside the vocabulary", [&] { m.forward(*oov, nullptr); });
   TensorPtr short_mask = tensor_zeros(ZEROTH_I32, {3, 11}, {ZEROTH_DEVICE_CPU, 0});
-  expect_error(ZEROTH_E_SHAPE, [&] { m.forward(*f.ids, short_mask.get()); }, "mask shape");
+  expect_error(ZEROTH_E_SHAPE, "mask shape", [&] { m.forward(*f.ids, short_mask.get()); });
   // A row with no real token: loss NaN, logits finite.
   TensorPtr empty_row = tensor_copy(*f.mask, ZEROTH_I32, {ZEROTH_DEVICE_CPU, 0});
   for (int64_t t = 0; t < 12; ++t) empty_row->as<int32_t>()[2 * 12 + t] = 0;
   TensorPtr l = m.loss(*f.ids, empty_row.get());
-  expect(std::isnan(l->as<double>()[2]) && std::isfinite(l->as<double>()[0]), "row with no pair has NaN loss");
+  check(std::isnan(l->as<double>()[2]) && std::isfinite(l->as<double>()[0]), "row with no pair has NaN loss");
   Fixture g = load_fixture(dir, "gpt2-tiny");
   Model gm(g.config, g.weights);
   TensorPtr long_ids = tensor_zeros(ZEROTH_I32, {1, 65}, {ZEROTH_DEVICE_CPU, 0});
-  expect_error(ZEROTH_E_INVALID_ARG, [&] { gm.forward(*long_ids, nullptr); }, "longer than n_positions");
+  expect_error(ZEROTH_E_INVALID_ARG, "longer than n_positions", [&] { gm.forward(*long_ids, nullptr); });
 }
 
 int main(int argc, char** argv) {
@@ -258,8 +241,7 @@ int main(int argc, char** argv) {
     check_errors(dir);
   } catch (const Error& e) {
     std::printf("FAIL: unexpected error %s: %s\n", status_name(e.code()), e.what());
-    ++g_fail;
+    ++g_failed;
   }
-  std::printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail ? 1 : 0;
+  return report();
 }
