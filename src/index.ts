@@ -19,3 +19,4 @@ export { quantize, dequantize, quantInfo, quantCodes, quantizedMatmul, quantized
 export type { QuantizeOptions, QuantInfo, QuantizedTensor } from './quant.js';
 export { hessianTrace, hessianDiagonal, rankBlocksByTrace } from './curvature/index.js';
 export type { HessianTraceOptions, HessianTraceResult, BlockTrace, TraceProgress, HessianDiagonalOptions, HessianDiagonalResult, RankedBlock, CurvatureParams } from './curvature/index.js';
+export * as data from './data/index.js';

@@ -12,7 +12,7 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { parseDevice } from './device.js';
+import { parseDevice, type DeviceName } from './device.js';
 import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
 import { native } from './native.js';
@@ -24,8 +24,8 @@ export type { ModelConfig, ModelFamily, ActivationName } from './models/config.j
 export interface LoadModelOptions {
   /** Compute dtype. Only 'f32' today: f16/bf16 checkpoints are widened to f32 at load. */
   dtype?: 'f32';
-  /** Only 'cpu' today. */
-  device?: 'cpu';
+  /** Only 'cpu' today: 'cuda' gives E_UNSUPPORTED (the transformer forward has no CUDA path yet). */
+  device?: DeviceName;
 }
 
 export interface Perturbation {

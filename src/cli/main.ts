@@ -9,6 +9,11 @@ interface Command {
 }
 
 const commands: Record<string, Command> = {
+  finetune: { summary: 'fine-tune a language model with forward passes only (no flags: the embedded demo)', load: () => import('./finetune.js') },
+  eval: { summary: 'held-out loss / accuracy of a model on a JSONL file', load: () => import('./eval.js') },
+  generate: { summary: 'continue a prompt with a model', load: () => import('./generate.js') },
+  replay: { summary: 'rebuild a fine-tuned model from its base model and trajectory', load: () => import('./replay.js') },
+  trace: { summary: 'Hessian trace of the loss, whole and per block, from forward passes', load: () => import('./trace.js') },
   devices: { summary: 'list the devices zeroth can use and how it was built', load: () => import('./devices.js') },
 };
 
