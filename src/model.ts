@@ -17,7 +17,8 @@ import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
 import { native } from './native.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
-import { Tensor, type NativeHandle } from './tensor.js';
+import * as ops from './ops.js';
+import { Tensor, tensor, zeros, type NativeHandle } from './tensor.js';
 
 export type { ModelConfig, ModelFamily, ActivationName } from './models/config.js';
 
@@ -89,8 +90,13 @@ export type TrainableSpec =
   | { mode: 'patterns'; patterns: readonly string[] }
   /** Sparse MeZO: every parameter, with a magnitude mask per tensor (the in-place path). */
   | { mode: 'mask'; fraction: number; keep?: 'smallest' | 'largest' }
-  /** LoRA adapters (not in this build: E_UNSUPPORTED). */
-  | { mode: 'lora'; rank?: number; alpha?: number; targets?: readonly string[] };
+  /**
+   * LoRA adapters on the block's linear layers: only the adapters train. A [rank, in] starts at
+   * z(seed, stream(A's name))/√in (normal, deterministic, so replay can rebuild it), B [out, rank]
+   * at zero; the layer reads W + (alpha/rank)·B·A. Default targets: the attention query and
+   * value projections (GPT-2: the fused c_attn).
+   */
+  | { mode: 'lora'; rank?: number; alpha?: number; targets?: readonly string[]; seed?: number | bigint };
 
 function globToRegExp(pattern: string): RegExp {
   const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
@@ -104,6 +110,10 @@ export class Model {
   #handle: NativeHandle | undefined;
   #trainable: string[] | undefined;
   #masks: Record<string, Tensor<'u8'>> = {};
+  /** The LoRA settings applied (recorded in trajectories so replay can rebuild the adapters). */
+  #loraSpec: { rank: number; alpha: number; seed: string; targets?: string[] } | undefined;
+  /** LoRA adapters by base weight name. */
+  #lora = new Map<string, { rank: number; alpha: number; inOut: boolean; a: string; b: string }>();
 
   /** @internal Use loadModel or modelFromWeights. */
   constructor(config: ModelConfig, handle: NativeHandle) {
@@ -212,11 +222,12 @@ export class Model {
         break;
       }
       case 'lora':
-        throw new ZerothError('E_UNSUPPORTED', "trainable: LoRA adapters are not in this build yet; use mode 'full', 'bias', 'patterns' or 'mask'");
+        chosen = this.addLora(spec);
+        break;
       default:
         throw new ZerothError('E_INVALID_ARG', `trainable: unknown mode ${JSON.stringify((spec as { mode: unknown }).mode)}; use 'full', 'bias', 'patterns', 'mask' or 'lora'`);
     }
-    check(chosen.length > 0, `trainable: no parameter matches ${JSON.stringify(spec)}`);
+    check(chosen.length > 0, `trainable: no parameter matches mode ${spec.mode}`);
     this.#trainable = chosen;
     const all = this.parameters();
     const out: Record<string, Tensor<'f32'>> = {};
@@ -225,6 +236,54 @@ export class Model {
       else t.dispose();
     }
     return out;
+  }
+
+  /** Adds LoRA adapters (once per model) and returns their names. */
+  private addLora(spec: Extract<TrainableSpec, { mode: 'lora' }>): string[] {
+    const rank = spec.rank ?? 8;
+    const alpha = spec.alpha ?? 2 * rank;
+    check(Number.isInteger(rank) && rank >= 1 && rank <= 4096, 'trainable: LoRA rank must be an integer from 1 to 4096');
+    check(Number.isFinite(alpha) && alpha > 0, 'trainable: LoRA alpha must be a positive number');
+    const seed = BigInt(spec.seed ?? 0);
+    const family = this.config.family;
+    const patterns = spec.targets ?? (family === 'gpt2' ? ['*.attn.c_attn.weight'] : ['*.self_attn.q_proj.weight', '*.self_attn.v_proj.weight']);
+    const res = patterns.map(globToRegExp);
+    const params = this.parameters();
+    try {
+      const names = Object.keys(params).filter((n) => !n.includes('.lora_') && res.some((r) => r.test(n)));
+      check(names.length > 0, `trainable: no weight matches the LoRA targets ${JSON.stringify(patterns)}`);
+      const lora: string[] = [];
+      for (const name of names) {
+        if (this.#lora.has(name)) {
+          const l = this.#lora.get(name)!;
+          check(l.rank === rank && l.alpha === alpha, `trainable: ${name} already has a LoRA adapter of rank ${l.rank}, alpha ${l.alpha}`);
+        } else {
+          const w = params[name]!;
+          const inOut = this.config.family === 'gpt2'; // Conv1D weights are stored [in, out]
+          const [rows, cols] = w.shape as [number, number];
+          const inDim = inOut ? rows : cols;
+          const outDim = inOut ? cols : rows;
+          const stem = name.replace(/\.weight$/, '');
+          const z = native.fillZ(seed, native.streamId(`${stem}.lora_A.weight`), 'normal', 0, rank * inDim) as Float32Array;
+          const scaleA = 1 / Math.sqrt(inDim);
+          using a = tensor(z.map((v) => v * scaleA), { shape: [rank, inDim] });
+          using b = zeros([outDim, rank]);
+          native.modelAddLora(this.handle, name, a.handle, b.handle, alpha / rank);
+          this.#lora.set(name, { rank, alpha, inOut, a: `${stem}.lora_A.weight`, b: `${stem}.lora_B.weight` });
+        }
+        const l = this.#lora.get(name)!;
+        lora.push(l.a, l.b);
+      }
+      this.#loraSpec = { rank, alpha, seed: seed.toString(), ...(spec.targets ? { targets: [...spec.targets] } : {}) };
+      return lora;
+    } finally {
+      for (const t of Object.values(params)) t.dispose();
+    }
+  }
+
+  /** The LoRA adapters' settings, when trainable({mode: 'lora'}) added them. */
+  loraSpec(): { rank: number; alpha: number; seed: string; targets?: string[] } | undefined {
+    return this.#loraSpec && { ...this.#loraSpec };
   }
 
   /** Names of the trainable set (all parameters unless trainable() chose others). */
@@ -239,7 +298,8 @@ export class Model {
 
   /**
    * Writes config.json and model.safetensors (f32) in the Hugging Face layout, loadable by
-   * loadModel and by Hugging Face tools. Tied weights are written once, as in the checkpoint.
+   * loadModel and by Hugging Face tools. Tied weights are written once, as in the checkpoint;
+   * LoRA adapters are merged into their base weights.
    */
   async save(dir: string): Promise<void> {
     check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');
@@ -248,6 +308,20 @@ export class Model {
     });
     const params = this.parameters();
     try {
+      // LoRA adapters are merged into their base weights: W + (alpha/rank)·B·A (transposed for
+      // Conv1D's [in, out] layout), so the saved checkpoint is a plain one of the same family.
+      for (const [base, l] of this.#lora) {
+        using ba = ops.matmul(params[l.b]!, params[l.a]!);
+        using delta = l.inOut ? ops.transpose(ba) : ba.clone();
+        using scaled = ops.mul(delta, l.alpha / l.rank);
+        const w = ops.add(params[base]!, scaled);
+        params[base]!.dispose();
+        params[base] = w as Tensor<'f32'>;
+        for (const n of [l.a, l.b]) {
+          params[n]!.dispose();
+          delete params[n];
+        }
+      }
       await writeSafetensors(join(dir, 'model.safetensors'), params, { format: 'pt' });
     } finally {
       for (const t of Object.values(params)) t.dispose();

@@ -167,7 +167,7 @@ describe('help and errors', () => {
     const cases: [string[], RegExp][] = [
       [['finetune', '--stepz', '3'], /unknown flag --stepz/],
       [['finetune', '--steps', 'many'], /--steps must be a number/],
-      [['finetune', '--trainable', 'lora'], /lora.*not available/],
+      [['finetune', '--trainable', 'dora'], /--trainable must be one of full, bias, lora/],
       [['finetune', '--optimizer', 'adamw'], /--optimizer must be one of zosgd, zoadam, zosign/],
       [['finetune', '--model', tiny?.model ?? '', '--data', tiny?.data ?? '', '--device', 'cuda'], /device 'cuda'/],
       [['finetune', '--model', join(scratch, 'nowhere')], /cannot read .*nowhere/],

@@ -86,6 +86,10 @@ struct Weight {
   std::string name;
   TensorPtr tensor;      // f32, CPU, contiguous
   bool in_out = false;   // stored [in, out] (GPT-2 Conv1D) rather than [out, in] (nn.Linear)
+  // LoRA adapter of a linear weight (indices into Model::weights, -1: none): the layer reads
+  // W + lora_scale·(B·A) as x·Wᵀ + lora_scale·(x·Aᵀ)·Bᵀ, A [rank, in], B [out, rank].
+  int lora_a = -1, lora_b = -1;
+  float lora_scale = 0.0f;
 };
 
 // One block's weights as indices into Model::weights (-1: absent). GPT-2 fuses q/k/v into
@@ -109,6 +113,13 @@ class Model {
   ~Model();
 
   const TransformerConfig& config() const { return config_; }
+
+  // A new model sharing these weights, with a LoRA adapter on linear weight `weight`: A [rank,
+  // in] and B [out, rank] (f32 CPU) become weights named "<stem>.lora_A.weight" and
+  // "<stem>.lora_B.weight" (stem: `weight` without ".weight"), read with scale alpha / rank.
+  // A new object, so forwards in flight on this one are not disturbed.
+  std::shared_ptr<Model> with_lora(const std::string& weight, const TensorPtr& a, const TensorPtr& b,
+                                   float scale) const;
   const std::vector<Weight>& weights() const { return weights_; }
 
   // logits f32 [B, T, V]. ids i32 [B, T]; mask i32 [B, T] of 0/1, or nullptr (all ones).
@@ -128,6 +139,7 @@ class Model {
   struct Resolved;
 
  private:
+  Model(const Model& other);  // shares the weight tensors; fresh workspace (with_lora)
   void bind_weights(const std::unordered_map<std::string, TensorPtr>& given);
   int add_weight(const std::unordered_map<std::string, TensorPtr>& given, const std::string& name,
                  const Shape& shape, bool in_out);

@@ -1,6 +1,7 @@
 // transformer_config.cpp — checking a TransformerConfig and binding checkpoint tensors to it:
 // which names each family expects, with which shapes, and how they are stored (GPT-2's Conv1D
 // keeps [in, out]; nn.Linear keeps [out, in]). Also the per-call weight view (Resolved).
+#include <cmath>
 #include <algorithm>
 #include <unordered_set>
 
@@ -212,6 +213,52 @@ Model::Model(const TransformerConfig& config, const std::unordered_map<std::stri
 }
 
 Model::~Model() = default;
+
+Model::Model(const Model& o)
+    : config_(o.config_), weights_(o.weights_), index_(o.index_), layers_(o.layers_), tok_embed_(o.tok_embed_),
+      pos_embed_(o.pos_embed_), final_norm_w_(o.final_norm_w_), final_norm_b_(o.final_norm_b_), head_(o.head_),
+      project_in_(o.project_in_), project_out_(o.project_out_), loss_chunk_rows_(o.loss_chunk_rows_) {}
+
+std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorPtr& a, const TensorPtr& b,
+                                        float scale) const {
+  auto it = index_.find(weight);
+  ZCHECK(it != index_.end(), ZEROTH_E_INVALID_ARG, "LoRA target '" + weight + "' is not a weight of this model");
+  const int w = it->second;
+  bool is_linear = false;  // only the block matrices go through linear(); embeddings and the head do not
+  for (const LayerWeights& L : layers_)
+    for (int m : {L.qkv, L.q, L.k, L.v, L.o, L.gate, L.fc1, L.fc2}) is_linear = is_linear || m == w;
+  ZCHECK(is_linear, ZEROTH_E_INVALID_ARG,
+         "LoRA target '" + weight + "' is not a linear layer of a block (attention or MLP projection)");
+  const Weight& base = weights_[static_cast<size_t>(w)];
+  ZCHECK(base.lora_a < 0, ZEROTH_E_INVALID_ARG, "'" + weight + "' already has a LoRA adapter");
+  const int64_t out = base.in_out ? base.tensor->shape[1] : base.tensor->shape[0];
+  const int64_t in = base.in_out ? base.tensor->shape[0] : base.tensor->shape[1];
+  for (const TensorPtr* t : {&a, &b}) {
+    ZCHECK(*t && (*t)->on_cpu() && (*t)->dtype == ZEROTH_F32 && (*t)->ndim() == 2, ZEROTH_E_DTYPE,
+           "LoRA matrices must be 2-D f32 CPU tensors");
+  }
+  const int64_t rank = a->shape[0];
+  ZCHECK(rank >= 1 && a->shape[1] == in && b->shape[0] == out && b->shape[1] == rank, ZEROTH_E_SHAPE,
+         "LoRA for '" + weight + "' needs A [rank, " + std::to_string(in) + "] and B [" + std::to_string(out) +
+             ", rank]; got A " + shape_string(a->shape) + " and B " + shape_string(b->shape));
+  ZCHECK(std::isfinite(scale), ZEROTH_E_INVALID_ARG, "LoRA scale must be finite");
+  const std::string stem = weight.size() > 7 && weight.compare(weight.size() - 7, 7, ".weight") == 0
+                               ? weight.substr(0, weight.size() - 7) : weight;
+  auto m = std::shared_ptr<Model>(new Model(*this));
+  auto add = [&](const std::string& name, const TensorPtr& t) {
+    ZCHECK(!m->index_.count(name), ZEROTH_E_INVALID_ARG, "the model already has a weight named '" + name + "'");
+    m->weights_.push_back(Weight{name, t, false});
+    m->index_[name] = static_cast<int>(m->weights_.size() - 1);
+    return static_cast<int>(m->weights_.size() - 1);
+  };
+  const int ia = add(stem + ".lora_A.weight", a);
+  const int ib = add(stem + ".lora_B.weight", b);
+  Weight& target = m->weights_[static_cast<size_t>(w)];
+  target.lora_a = ia;
+  target.lora_b = ib;
+  target.lora_scale = scale;
+  return m;
+}
 
 // ---- the per-call weight view ---------------------------------------------------------------
 

@@ -25,6 +25,16 @@ void linear(const Model::Resolved& r, int w, int bias, const float* x, int64_t M
     gemm_f32(false, false, M, N, K, 1.0f, x, K, W.tensor->as<float>(), N, 0.0f, y, N, d);
   else
     gemm_f32(false, true, M, N, K, 1.0f, x, K, W.tensor->as<float>(), K, 0.0f, y, N, d);
+  if (W.lora_a >= 0) {
+    // y += scale·(x·Aᵀ)·Bᵀ, both adapter matrices read through their own perturbation.
+    const Weight& A = r.weights[static_cast<size_t>(W.lora_a)];
+    const int64_t rank = A.tensor->shape[0];
+    std::vector<float> t(static_cast<size_t>(M * rank));
+    gemm_f32(false, true, M, rank, K, 1.0f, x, K, A.tensor->as<float>(), K, 0.0f, t.data(), rank,
+             r.desc[static_cast<size_t>(W.lora_a)]);
+    gemm_f32(false, true, M, N, rank, W.lora_scale, t.data(), rank, r.data(W.lora_b), rank, 1.0f, y, N,
+             r.desc[static_cast<size_t>(W.lora_b)]);
+  }
   if (bias >= 0) {
     const std::vector<float> b = r.vec(bias);
     add_bias_rows(y, M, N, b.data());

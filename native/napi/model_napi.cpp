@@ -211,6 +211,20 @@ Napi::Value ParameterNames(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// modelAddLora(model, weightName, A, B, scale): the handle's model is replaced by one with the
+// adapter (calls in flight keep the old one).
+Napi::Value AddLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  const std::string name = arg_string(env, info[1], "weight name");
+  TensorPtr a = unwrap_tensor(env, info[2], "lora A");
+  TensorPtr b = unwrap_tensor(env, info[3], "lora B");
+  const double scale = arg_number(env, info[4], "lora scale");
+  std::shared_ptr<const Model> next = guarded(env, [&] { return m->with_lora(name, a, b, static_cast<float>(scale)); });
+  info[0].As<Napi::External<ModelBox>>().Data()->model = next;
+  return env.Undefined();
+}
+
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   bool tagged = false;
@@ -222,6 +236,7 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
 
 void init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelCreate", Napi::Function::New(env, Create));
+  exports.Set("modelAddLora", Napi::Function::New(env, AddLora));
   exports.Set("modelForward", Napi::Function::New(env, Forward));
   exports.Set("modelLoss", Napi::Function::New(env, Loss));
   exports.Set("modelGenerate", Napi::Function::New(env, Generate));

@@ -39,7 +39,7 @@ export const spec: Record<string, FlagSpec> = {
   momentum: { type: 'number', help: 'zosgd heavy-ball momentum', default: 0 },
   'weight-decay': { type: 'number', help: 'decoupled weight decay', default: 0 },
   queries: { type: 'number', help: 'perturbations averaged per step (n-SPSA)', default: 1 },
-  trainable: { type: 'string', help: 'full | bias | lora', default: 'full' },
+  trainable: { type: 'string', help: 'full | bias | lora (rank 8, alpha 16 adapters on the attention projections; merged on save)', default: 'full' },
   'max-length': { type: 'number', help: 'longest example in tokens (longer ones are cut)', default: 128 },
   'eval-every': { type: 'number', help: 'evaluate on held-out data every N steps (0: only before and after)', default: 100 },
   'eval-batch': { type: 'number', help: 'examples per evaluation batch', default: 16 },
@@ -92,9 +92,6 @@ const METRICS_FILE = 'metrics.jsonl';
 function runConfig(flags: Flags): RunConfig {
   const task = choiceFlag(flags, 'task', ['lm', 'classify', 'choice'] as const);
   const trainable = choiceFlag(flags, 'trainable', ['full', 'bias', 'lora'] as const);
-  if (trainable === 'lora') {
-    throw new ZerothError('E_UNSUPPORTED', '--trainable lora is not available in this build yet; use --trainable full or --trainable bias');
-  }
   const cfg: RunConfig = {
     model: resolve(typeof flags.model === 'string' ? flags.model : DEFAULT_MODEL),
     task,
@@ -200,10 +197,13 @@ export async function run(argv: string[]): Promise<void> {
     const choice = await resolveData({ task: cfg.task, data: cfg.data, eval: cfg.eval, taskConfig: cfg['task-config'] });
     const data = await loadData(choice, tok, { maxLength: cfg['max-length'], objective: cfg.objective, seed: cfg.seed, needTrain: true });
     const task = data.task;
-    const params = cfg.trainable === 'bias' ? model.trainable({ mode: 'bias' }) : model.trainable({ mode: 'full' });
+    // LoRA adapters start from the run's seed, so --resume and replay rebuild the same ones.
+    const params = cfg.trainable === 'bias' ? model.trainable({ mode: 'bias' })
+      : cfg.trainable === 'lora' ? model.trainable({ mode: 'lora', rank: 8, alpha: 16, seed: cfg.seed })
+        : model.trainable({ mode: 'full' });
     let trained = 0;
     for (const t of Object.values(params)) { trained += t.numel; t.dispose(); }
-    console.log(`model: ${cfg.model} (${cfg.trainable === 'full' ? 'all' : 'bias/norm'} parameters train: ${trained.toLocaleString('en-US')})`);
+    console.log(`model: ${cfg.model} (${{ full: 'all', bias: 'bias/norm', lora: 'LoRA rank-8 adapter' }[cfg.trainable]} parameters train: ${trained.toLocaleString('en-US')})`);
     for (const n of data.notes) console.log(n);
     console.log(`task: ${cfg.task}${cfg.objective === 'accuracy' ? ' (objective: 1 - accuracy)' : ''}; ${cfg.optimizer} lr ${cfg.lr} eps ${cfg.eps} batch ${cfg.batch} seed ${cfg.seed}; ${steps} steps -> ${out}`);
 

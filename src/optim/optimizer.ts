@@ -308,6 +308,7 @@ export abstract class ZOOptimizer {
     return {
       optimizer: this.kind, distribution: this.distribution, options: this.options, params: this.params.describe(),
       run: { seedState: this.#seeds.state.toString(), attempts: this.#attempts },
+      ...(this.model?.loraSpec() ? { lora: this.model.loraSpec() } : {}),
     };
   }
 

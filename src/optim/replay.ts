@@ -24,6 +24,11 @@ export async function replay(params: Params | Model, trajectory: Uint8Array | Tr
   let views: Tensor[] = [];
   let masks = opts.masks;
   if (params instanceof Model) {
+    // A LoRA run: rebuild its adapters (deterministic from the recorded seed) if the base lacks them.
+    if (t.header.lora && !params.loraSpec()) {
+      const { rank, alpha, seed, targets } = t.header.lora;
+      for (const v of Object.values(params.trainable({ mode: 'lora', rank, alpha, seed: BigInt(seed), targets }))) v.dispose();
+    }
     const wanted = new Set(t.header.params.map((p) => p.name));
     const all = params.parameters();
     const chosen: Params = {};

@@ -21,6 +21,8 @@ export interface TrajectoryHeader {
   /** Optimizer constants that shape the update (momentum, Adam betas, ...). */
   options: Record<string, number | boolean>;
   params: ParamDescriptor[];
+  /** LoRA adapters the run trained (replay onto a base model adds them first). */
+  lora?: { rank: number; alpha: number; seed: string; targets?: string[] };
   /** Where the run stood when the trajectory was written (for exact resume). */
   run?: { seedState: string; attempts: number };
 }
