@@ -34,9 +34,11 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../cuda/gemm_plan.h"
+#include "check.h"
 #include "core/backend.h"
 #include "core/cpu_features.h"
 #include "core/errors.h"
@@ -56,34 +58,21 @@
 
 using namespace zeroth;
 
+using zeroth_test::check;
+
 namespace {
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    if (g_failed <= 30) std::printf("FAIL: %s\n", what.c_str());
-  }
-}
-
+// check.h's expect_error with the callable first (reads better next to the calls it wraps).
 template <typename F>
 void expect_status(zeroth_status want, F&& fn, const std::string& what) {
-  try {
-    fn();
-    check(false, what + ": no error");
-  } catch (const Error& e) {
-    check(e.code() == want, what + ": got " + status_name(e.code()) + " (" + e.what() + ")");
-  }
+  zeroth_test::expect_error(want, what, std::forward<F>(fn));
 }
 
 // ---- host plan (runs everywhere) ----------------------------------------------------------
 
 void test_plan() {
   using namespace cuda::gemm_plan;
-  float dummy[16];
+  float dummy[16] = {};  // only its address is used
   // Valid problems pass.
   check_problem(false, false, 3, 4, 5, dummy, 5, dummy, 4, dummy, 4);
   check_problem(true, true, 3, 4, 5, dummy, 3, dummy, 5, dummy, 4);
@@ -124,16 +113,8 @@ const zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
 constexpr double kU = 5.9604644775390625e-8;  // 2^-24
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-struct Rng {  // splitmix64, uniform in [-1, 1)
-  uint64_t s;
-  double next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-52 - 1.0;
-  }
-  float f() { return static_cast<float>(next()); }
+struct Rng : zeroth_test::Rng {  // check.h's generator, uniform in [-1, 1)
+  float f() { return uniform(); }
 };
 
 template <typename T>
@@ -623,6 +604,52 @@ void test_cross_entropy() {
   check(download<double>(*gm)[0] == gpu_mean, "mean_rows is deterministic");
 }
 
+// perturb.cpp's device dispatch: zeroth::perturb_to & co. on CUDA tensors run the CUDA twin and
+// give the CPU's bits; a mixed list, a GPU preconditioner and a journal restored on the other
+// device are E_DEVICE.
+void test_dispatch() {
+  Rng r{13};
+  const std::vector<float> w = randoms(r, 10007, 0.05f);
+  TensorPtr cw = tensor_from_host(ZEROTH_F32, Shape{10007}, kCpu, w.data(), w.size() * 4);
+  TensorPtr gw = tensor_copy(*cw, ZEROTH_F32, kGpu);
+  const uint64_t stream = rng::stream_id("dispatch.w", 10);
+  const std::vector<PerturbTarget> ct = {PerturbTarget{cw, stream, nullptr}}, gt = {PerturbTarget{gw, stream, nullptr}};
+  PerturbJournal cj, gj;
+  perturb_to(ct, cj, 21, 1e-2f, rng::Distribution::Normal);
+  perturb_to(gt, gj, 21, 1e-2f, rng::Distribution::Normal);
+  check(download<float>(*gw) == download<float>(*cw), "perturb_to on a CUDA tensor (dispatched) == CPU bits");
+  check(gj.entry_count() == cj.entry_count() && gj.entry_count() > 0,
+        "entry_count of a CUDA journal counts its device entries (" + std::to_string(gj.entry_count()) + " vs " +
+            std::to_string(cj.entry_count()) + ")");
+  expect_status(ZEROTH_E_DEVICE, [&] { restore_and_update(ct, gj, UpdateOptions{}); },
+                "restoring a journal perturbed on the GPU with CPU targets");
+  expect_status(ZEROTH_E_DEVICE, [&] { perturb_to(gt, cj, 21, 1e-2f, rng::Distribution::Normal); },
+                "moving a journal perturbed on the CPU with GPU targets");
+  UpdateOptions o;
+  o.step_scale = 1e-3f;
+  o.decay = 1e-4f;
+  restore_and_update(ct, cj, o);
+  restore_and_update(gt, gj, o);
+  check(download<float>(*gw) == download<float>(*cw), "restore_and_update on a CUDA tensor (dispatched) == CPU bits");
+  check(gj.entry_count() == 0, "a restored CUDA journal is empty");
+  apply_update(ct, 22, rng::Distribution::Rademacher, o);
+  apply_update(gt, 22, rng::Distribution::Rademacher, o);
+  perturb(ct, 23, 1e-3f, rng::Distribution::Normal);
+  perturb(gt, 23, 1e-3f, rng::Distribution::Normal);
+  check(download<float>(*gw) == download<float>(*cw), "apply_update and perturb on a CUDA tensor (dispatched) == CPU bits");
+  cuda::release_journal(gj);
+  const std::vector<PerturbTarget> mixed = {ct[0], PerturbTarget{gw, stream + 1, nullptr}};
+  PerturbJournal mj;
+  expect_status(ZEROTH_E_DEVICE, [&] { perturb_to(mixed, mj, 1, 1e-3f, rng::Distribution::Normal); },
+                "perturb_to with CPU and CUDA targets in one list");
+  expect_status(ZEROTH_E_DEVICE, [&] { perturb(mixed, 1, 1e-3f, rng::Distribution::Normal); },
+                "perturb with CPU and CUDA targets in one list");
+  TensorPtr pc = tensor_zeros(ZEROTH_F32, Shape{10007}, kGpu);
+  expect_status(ZEROTH_E_DEVICE,
+                [&] { apply_update({PerturbTarget{gw, stream, nullptr, pc}}, 1, rng::Distribution::Normal, o); },
+                "a preconditioned CUDA target");
+}
+
 // ---- benchmark mode -------------------------------------------------------------------------
 
 double seconds_of(const std::function<void()>& fn, int reps) {
@@ -752,11 +779,11 @@ int main(int argc, char** argv) {
       test_embedding();
       test_attention();
       test_cross_entropy();
+      test_dispatch();
     } catch (const Error& e) {
       check(false, std::string("unexpected error ") + status_name(e.code()) + ": " + e.what());
     }
   }
 #endif
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return zeroth_test::report();
 }
