@@ -68,8 +68,8 @@ describe('zeroth finetune', () => {
   it(`runs end to end on ${HAS_DEFAULT ? 'the embedded default' : 'the gpt2-tiny fixture (no embedded default yet)'}`, () => {
     const out = join(scratch, 'out-default');
     const args = HAS_DEFAULT
-      ? ['finetune', '--steps', '6', '--eval-every', '3', '--out', out]
-      : ['finetune', '--model', tiny.model, '--data', tiny.data, '--steps', '6', '--eval-every', '3', '--lr', '1e-3', '--out', out];
+      ? ['finetune', '--steps', '6', '--eval-every', '3', '--trace-probes', '2', '--out', out]
+      : ['finetune', '--model', tiny.model, '--data', tiny.data, '--steps', '6', '--eval-every', '3', '--lr', '1e-3', '--trace-probes', '2', '--out', out];
     const r = run(args);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -77,6 +77,8 @@ describe('zeroth finetune', () => {
     const after = evalLoss(r.stdout, 'after');
     expect(Number.isFinite(before) && Number.isFinite(after)).toBe(true);
     expect(r.stdout).toMatch(/eval at step 3:/);
+    expect(r.stdout).toMatch(/^trace before: -?[\d.e+-]+ ± /m);
+    expect(r.stdout).toMatch(/^trace after: -?[\d.e+-]+ ± /m);
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'trajectory.bin', 'state.json', 'metrics.jsonl', 'report.html']) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
@@ -86,6 +88,7 @@ describe('zeroth finetune', () => {
     expect(metrics.find((m) => m.type === 'eval' && m.step === 6)!.loss).toBeCloseTo(after, 4);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
+    expect(html).toContain('Hessian trace');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/); // self-contained
     expect(JSON.parse(readFileSync(join(out, 'state.json'), 'utf8'))).toMatchObject({ step: 6, steps: 6, finished: true });
     // The saved folder is a model the other commands load.

@@ -39,6 +39,16 @@ const Kernels& kernels() { return kernels_for(simd_level()); }
 using perturb_detail::Kernels;
 using perturb_detail::kPerturbBlock;
 
+PerturbJournal::~PerturbJournal() {
+#ifdef ZEROTH_WITH_CUDA
+  try {
+    cuda::release_journal(*this);
+  } catch (...) {
+    // The device is gone: nothing left to free.
+  }
+#endif
+}
+
 size_t PerturbJournal::entry_count() const {
   size_t n = 0;
   for (const auto& target : entries)

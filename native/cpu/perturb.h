@@ -62,6 +62,11 @@ struct JournalEntry {
 // The undo journal of one parameter set: the perturbation currently applied to it and the
 // original values that cannot be recomputed from the perturbed ones.
 struct PerturbJournal {
+  PerturbJournal() = default;
+  PerturbJournal(const PerturbJournal&) = delete;
+  PerturbJournal& operator=(const PerturbJournal&) = delete;
+  ~PerturbJournal();  // gives back device-side journal memory (CUDA builds)
+
   float scale = 0.0f;  // the perturbation scale currently applied (0: clean)
   uint64_t seed = 0;
   rng::Distribution dist = rng::Distribution::Normal;

@@ -21,6 +21,7 @@ import { usage, type FlagSpec, type Flags } from './args.js';
 import { choiceFlag, copyTokenizerFiles, DEFAULT_MODEL, intFlag, numberFlag, parseCommand } from './common.js';
 import { Progress } from './progress.js';
 import { renderReport, type ReportPoint } from './report.js';
+import { hessianTrace } from '../curvature/index.js';
 import { loadData, resolveData } from './setup.js';
 
 export const spec: Record<string, FlagSpec> = {
@@ -43,6 +44,7 @@ export const spec: Record<string, FlagSpec> = {
   'max-length': { type: 'number', help: 'longest example in tokens (longer ones are cut)', default: 128 },
   'eval-every': { type: 'number', help: 'evaluate on held-out data every N steps (0: only before and after)', default: 100 },
   'eval-batch': { type: 'number', help: 'examples per evaluation batch', default: 16 },
+  'trace-probes': { type: 'number', help: 'lm task: Hessian trace of the trainable set on a held-out batch before and after, with N probes (0: off)', default: 0 },
   'log-every': { type: 'number', help: 'without a terminal: print a progress line every N steps (0: about 20 lines)', default: 0 },
   device: { type: 'string', help: 'cpu | cuda', default: 'cpu' },
   out: { type: 'string', help: 'output folder', default: './zeroth-out' },
@@ -184,6 +186,7 @@ export async function run(argv: string[]): Promise<void> {
   const evalEvery = intFlag(flags, 'eval-every', 0);
   const evalBatch = intFlag(flags, 'eval-batch', 1);
   const logEvery = intFlag(flags, 'log-every', 0);
+  const traceProbes = intFlag(flags, 'trace-probes', 0);
   const startStep = resumed?.state.step ?? 0;
   if (steps < startStep) {
     throw new ZerothError('E_INVALID_ARG', `--steps ${steps} is fewer than the ${startStep} steps the checkpoint already holds`);
@@ -227,6 +230,19 @@ export async function run(argv: string[]): Promise<void> {
       const before = await evaluate(model, task, data.heldOut, evalOpts);
       console.log(evalLine('before', before, cfg.task) + (startStep > 0 ? ` (at step ${startStep})` : ''));
       await log({ type: 'eval', step: startStep, loss: before.loss, accuracy: before.accuracy });
+      // Curvature (sharpness) of the held-out loss, from forward passes only.
+      const traceLine = async (when: 'before' | 'after', step: number): Promise<void> => {
+        if (traceProbes === 0 || !task.tensors) return;
+        const batch = task.tensors(data.heldOut.slice(0, 8));
+        try {
+          const t = await hessianTrace(model, { batch, probes: traceProbes, seed: cfg.seed });
+          console.log(`trace ${when}: ${t.trace.toPrecision(5)} ± ${t.stdErr.toPrecision(2)} (Hutchinson, ${t.probes} probes on ${batch.lengths.length} held-out examples)`);
+          await log({ type: 'trace', step, trace: t.trace, stdErr: t.stdErr, probes: t.probes });
+        } finally {
+          batch.dispose();
+        }
+      };
+      await traceLine('before', startStep);
 
       // Ctrl-C: finish the step in flight, then write a checkpoint. A second Ctrl-C quits at once.
       let stopRequested = false;
@@ -287,6 +303,7 @@ export async function run(argv: string[]): Promise<void> {
       const after = await evaluate(model, task, data.heldOut, evalOpts);
       console.log(evalLine('after', after, cfg.task));
       await log({ type: 'eval', step, loss: after.loss, accuracy: after.accuracy });
+      await traceLine('after', step);
       await model.save(out);
       await copyTokenizerFiles(cfg.model, out);
       await writeReportFile(out, cfg, metricsFile, steps);
@@ -303,10 +320,12 @@ export async function run(argv: string[]): Promise<void> {
 async function writeReportFile(out: string, cfg: RunConfig, metricsFile: string, steps: number): Promise<void> {
   const train: ReportPoint[] = [];
   const evals: ReportPoint[] = [];
+  const traces: { trace: number; stdErr: number }[] = [];
   for (const line of (await readFile(metricsFile, 'utf8')).split('\n')) {
     if (!line) continue;
-    const m = JSON.parse(line) as { type: string; step: number; loss: number; accuracy?: number };
-    (m.type === 'eval' ? evals : train).push({ step: m.step, loss: m.loss, accuracy: m.accuracy });
+    const m = JSON.parse(line) as { type: string; step: number; loss: number; accuracy?: number; trace: number; stdErr: number };
+    if (m.type === 'trace') traces.push(m);
+    else (m.type === 'eval' ? evals : train).push({ step: m.step, loss: m.loss, accuracy: m.accuracy });
   }
   const facts: [string, string][] = Object.entries(cfg).map(([k, v]) => [k, String(v)]);
   facts.push(['steps', `${train.length ? train[train.length - 1]!.step : 0} of ${steps}`]);
@@ -317,6 +336,10 @@ async function writeReportFile(out: string, cfg: RunConfig, metricsFile: string,
     if (first.accuracy !== undefined && last.accuracy !== undefined) {
       facts.push(['held-out accuracy', `${(100 * first.accuracy).toFixed(1)}% -> ${(100 * last.accuracy).toFixed(1)}%`]);
     }
+  }
+  if (traces.length > 0) {
+    const fmt = (t: { trace: number; stdErr: number }): string => `${t.trace.toPrecision(4)} ± ${t.stdErr.toPrecision(2)}`;
+    facts.push(['Hessian trace (held-out batch)', traces.map(fmt).join(' -> ')]);
   }
   await writeFile(join(out, 'report.html'), renderReport({ title: `zeroth finetune — ${cfg.task} on ${cfg.data ?? 'the embedded task'}`, train, eval: evals, facts }));
 }
