@@ -16,6 +16,7 @@
 //   pyhessian.*  when `python3 -c "import torch"` works: /work/shared/anchors/hessian_ref.py with
 //                small shapes (PyHessian-style double backprop), its probe_per_forward next to ours.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -192,12 +193,40 @@ const big = {};
   [...Object.values(params), x, t].forEach((v) => v.dispose());
 }
 
+// ---- GPT-2-small-shaped model: time per probe vs one forward (the fused path) --------------
+
+const { randomGpt2, tokenBatch } = await import(pathToFileURL(join(here, 'gpt2.mjs')).href);
+const gpt2 = {};
+{
+  const shape = { L: 12, D: 768, H: 12, V: 50257, P: 1024 };
+  const { model, params } = await randomGpt2(zeroth, shape);
+  const batch = tokenBatch(zeroth, 4, 128, shape.V);
+  const lossOnce = async () => {
+    const t0 = now();
+    (await model.loss(batch.inputIds, { attentionMask: batch.attentionMask })).dispose();
+    return now() - t0;
+  };
+  await lossOnce(); // warm-up
+  const times = [await lossOnce(), await lossOnce(), await lossOnce()].sort((a, b) => a - b);
+  const forward = times[1];
+  const probes = 3;
+  const t0 = now();
+  const res = await zeroth.hessianTrace(model, { batch, probes, seed: 1 });
+  const total = now() - t0;
+  const perProbe = (total - forward) / probes; // one clean forward is shared by all probes
+  Object.assign(gpt2, { params, batch: '4 x 128', forward_s: forward, probe_s: perProbe, probe_per_forward: perProbe / forward,
+    forwards: res.forwards, forwards_per_probe: (res.forwards - 1) / probes, trace: res.trace, stdErr: res.stdErr });
+  model.dispose();
+}
+
 // ---- PyHessian-style anchor -----------------------------------------------------------------
 
+// Debian's python3 carries python3-torch; a pyenv python3 earlier on PATH usually has no torch.
+const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 let pyhessian;
 let torch = true;
 try {
-  execFileSync('python3', ['-c', 'import torch'], { stdio: 'ignore' });
+  execFileSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
 } catch {
   torch = false;
   pyhessian = { skipped: 'python3 -c "import torch" failed: install python3-torch to run the anchor' };
@@ -208,13 +237,14 @@ if (torch) {
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
-    const out = execFileSync('python3', [script, '--layers', '2', '--dim', '128', '--heads', '4', '--vocab', '1024', '--seq', '64',
+    const out = execFileSync(python, [script, '--layers', '2', '--dim', '128', '--heads', '4', '--vocab', '1024', '--seq', '64',
       '--batch', '4', '--probes', '4'], { cwd: dirname(script), encoding: 'utf8', env });
     pyhessian = Object.fromEntries(out.trim().split(/\s+/).map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)]));
-    pyhessian.ours_probe_per_forward = big.probe_per_forward;
+    pyhessian.ours_probe_per_forward_mlp = big.probe_per_forward;
+    pyhessian.ours_probe_per_forward_gpt2 = gpt2.probe_per_forward;
   } catch (e) {
     pyhessian = { skipped: `${script} failed: ${String(e.message ?? e).split('\n')[0]}` };
   }
 }
 
-console.log(JSON.stringify({ bench: 'trace', mlp, big, pyhessian }, null, 2));
+console.log(JSON.stringify({ bench: 'trace', mlp, big, gpt2, pyhessian }, null, 2));

@@ -20,49 +20,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const zeroth = await import(join(root, 'dist', 'index.js'));
+const { randomGpt2, tokenBatch } = await import('./gpt2.mjs');
 
 const REPS = Math.max(1, Number(process.env.ZEROTH_BENCH_REPS ?? 3));
 const L = 12, D = 768, H = 12, V = 50257, P = 1024, B = 4, T = 128;
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-// Random weights, uniform in ±0.05 (norm scales 1 ± 0.05): the values do not change speed.
-let state = 0x9e3779b9;
-function weight(shape, around = 0) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    a[i] = around + (state / 4294967296 - 0.5) * 0.1;
-  }
-  return zeroth.tensor(a, { shape });
-}
-function gpt2Weights() {
-  const w = { 'transformer.wte.weight': weight([V, D]), 'transformer.wpe.weight': weight([P, D]),
-    'transformer.ln_f.weight': weight([D], 1), 'transformer.ln_f.bias': weight([D]) };
-  for (let l = 0; l < L; l++) {
-    const h = `transformer.h.${l}.`;
-    Object.assign(w, {
-      [h + 'ln_1.weight']: weight([D], 1), [h + 'ln_1.bias']: weight([D]),
-      [h + 'attn.c_attn.weight']: weight([D, 3 * D]), [h + 'attn.c_attn.bias']: weight([3 * D]),
-      [h + 'attn.c_proj.weight']: weight([D, D]), [h + 'attn.c_proj.bias']: weight([D]),
-      [h + 'ln_2.weight']: weight([D], 1), [h + 'ln_2.bias']: weight([D]),
-      [h + 'mlp.c_fc.weight']: weight([D, 4 * D]), [h + 'mlp.c_fc.bias']: weight([4 * D]),
-      [h + 'mlp.c_proj.weight']: weight([4 * D, D]), [h + 'mlp.c_proj.bias']: weight([D]),
-    });
-  }
-  return w;
-}
-const config = { model_type: 'gpt2', vocab_size: V, n_positions: P, n_embd: D, n_layer: L, n_head: H,
-  activation_function: 'gelu_new', layer_norm_epsilon: 1e-5 };
-
-const weights = gpt2Weights();
-const model = await zeroth.modelFromWeights(config, weights);
-let params = 0;
-for (const t of Object.values(weights)) { params += t.numel; t.dispose(); }
-
-const ids = zeroth.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % V), { dtype: 'i32', shape: [B, T] });
-const mask = zeroth.ones([B, T], { dtype: 'i32' });
+const { model, params } = await randomGpt2(zeroth, { L, D, H, V, P });
+const { inputIds: ids, attentionMask: mask } = tokenBatch(zeroth, B, T, V);
 const opt = new zeroth.optim.ZOSGD(model, { lr: 1e-6, eps: 1e-3, seed: 1 });
 
 async function plainLoss() {
