@@ -1,22 +1,13 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as zeroth from '../src/index.js';
+import { fixtureBatch, FIXTURES } from './helpers.js';
 
 // hessianTrace on a built-in model (the fused path: perturbed weight reads) against the same
 // estimate through the in-place closure path on the same weights.
-const FIXTURE = join(import.meta.dirname, '..', '..', 'shared', 'fixtures', 'gpt2-tiny');
+const FIXTURE = join(FIXTURES, 'gpt2-tiny');
 
-async function batch(): Promise<zeroth.optim.Batch> {
-  const ref = await zeroth.readSafetensors(join(FIXTURE, 'reference.safetensors'));
-  try {
-    return {
-      inputIds: new zeroth.Tensor(await ref.load('input_ids', { dtype: 'i32' })),
-      attentionMask: new zeroth.Tensor(await ref.load('attention_mask', { dtype: 'i32' })),
-    };
-  } finally {
-    ref.close();
-  }
-}
+const batch = (): Promise<zeroth.optim.Batch> => fixtureBatch(FIXTURE);
 
 describe('hessianTrace on a model', () => {
   it('the fused model path gives the same probes as the in-place closure path', async () => {

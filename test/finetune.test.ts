@@ -3,25 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as zeroth from '../src/index.js';
+import { fixtureBatch, FIXTURES } from './helpers.js';
 
 // ZO fine-tuning of a built-in model, on the reference GPT-2 fixture (random weights) and a
 // fixed batch made from its reference inputs.
-const FIXTURE = join(import.meta.dirname, '..', '..', 'shared', 'fixtures', 'gpt2-tiny');
+const FIXTURE = join(FIXTURES, 'gpt2-tiny');
 const { optim } = zeroth;
 const tmp = mkdtempSync(join(tmpdir(), 'zeroth-finetune-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-async function batch(): Promise<zeroth.optim.Batch> {
-  const ref = await zeroth.readSafetensors(join(FIXTURE, 'reference.safetensors'));
-  try {
-    return {
-      inputIds: new zeroth.Tensor(await ref.load('input_ids', { dtype: 'i32' })),
-      attentionMask: new zeroth.Tensor(await ref.load('attention_mask', { dtype: 'i32' })),
-    };
-  } finally {
-    ref.close();
-  }
-}
+const batch = (): Promise<zeroth.optim.Batch> => fixtureBatch(FIXTURE);
 
 function snapshot(model: zeroth.Model): Record<string, Float32Array> {
   const out: Record<string, Float32Array> = {};

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { tensor, Tensor, ZerothError } from '../src/index.js';
 import { loadModel, modelFromWeights } from '../src/model.js';
+import { mulberry32 as rng } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FIXTURES = process.env.ZEROTH_FIXTURES ?? join(here, '..', '..', 'shared', 'fixtures');
@@ -85,17 +86,6 @@ function writeSafetensors(path: string, tensors: Record<string, RawTensor>): voi
 // ---- an independent float64 reference forward --------------------------------------------------
 
 type Weights = Record<string, RawTensor>;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random weights rounded to f32 (or bf16) so the reference reads exactly what zeroth reads. */
 function randomWeights(shapes: Record<string, number[]>, seed: number, dtype: 'F32' | 'BF16' = 'F32'): Weights {

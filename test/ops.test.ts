@@ -16,6 +16,7 @@ import { ZerothError } from '../src/errors.js';
 import { native } from '../src/native.js';
 import * as ops from '../src/ops.js';
 import { Tensor, tensor, zeros } from '../src/tensor.js';
+import { mulberry32 as rng } from './helpers.js';
 
 // The SIMD level and thread count this process started with, to restore after tests that
 // change them (setSimd clamps 'avx512' to the best level the CPU has).
@@ -33,17 +34,6 @@ function keep<T extends Tensor>(t: T): T {
 afterEach(() => {
   for (const t of live.splice(0)) t.dispose();
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 

@@ -12,6 +12,7 @@ import { ZerothError } from '../src/errors.js';
 import { native } from '../src/native.js';
 import { readSafetensors, writeSafetensors, type NativeHandle } from '../src/safetensors.js';
 import { Tensor } from '../src/tensor.js';
+import { mulberry32 as seeded } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'zeroth-st-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -19,17 +20,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const CPU = { type: 'cpu', index: 0 };
 const BYTES: Record<string, number> = { f64: 8, f32: 4, f16: 2, bf16: 2, i32: 4, i8: 1, u8: 1 };
 const FILE_DTYPE: Record<string, string> = { f64: 'F64', f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32', i8: 'I8', u8: 'U8' };
-
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(n: number, rnd: () => number): Uint8Array {
   const b = new Uint8Array(n);

@@ -4,6 +4,10 @@
 // and `>> 4` the odd ones, which meet the de-interleaved x (xd) block by block. Each weight is
 // (code − zero)·scale in f32 exactly as dequantize() computes it, then one fma into an accumulator.
 // Two 32-column blocks per iteration keep four independent accumulator chains in flight.
+// GCC 12 reports the deliberately undefined pass-through operands inside the AVX-512
+// intrinsics as "maybe uninitialized" once they are inlined here; they are not (see gemm_pack.cpp).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cmath>

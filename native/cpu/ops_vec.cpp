@@ -151,6 +151,7 @@ V_TARGET static inline double avx2_sum_d(__m256d v) {
 // "maybe uninitialized" once they are inlined here; the values are never read.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "ops_vec_body.h"
 #pragma GCC diagnostic pop
 #undef OPS_VEC_NS

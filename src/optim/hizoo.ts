@@ -20,7 +20,7 @@
 import { check, ZerothError } from '../errors.js';
 import { native } from '../native.js';
 import { full, Tensor } from '../tensor.js';
-import type { LossClosure } from './optimizer.js';
+import { readLoss, type LossClosure } from './optimizer.js';
 import { ParamSet, type Masks, type NativeTarget, type Params } from './params.js';
 import { SeedSequence } from './seeds.js';
 
@@ -60,21 +60,6 @@ export interface HiZOOStepResult {
   alpha: number;
   accepted: boolean;
   reason?: string;
-}
-
-async function readLoss(closure: LossClosure): Promise<number> {
-  const value = await closure();
-  if (typeof value === 'number') return value;
-  if (value instanceof Tensor) {
-    try {
-      check(value.numel === 1, `the loss closure returned a tensor of shape [${value.shape.join(', ')}]; return a scalar`, 'E_SHAPE');
-      check(value.dtype === 'f64' || value.dtype === 'f32', `the loss tensor has dtype ${value.dtype}; use f32 or f64`, 'E_DTYPE');
-      return Number(value.toTypedArray()[0]);
-    } finally {
-      value.dispose();
-    }
-  }
-  throw new ZerothError('E_INVALID_ARG', 'the loss closure must return a number or a one-element tensor');
 }
 
 function schedule(v: number | ((step: number) => number), step: number, name: string, max = Infinity): number {

@@ -81,7 +81,8 @@ function nonNegative(x: number | undefined, name: string): number {
   return x;
 }
 
-async function readLoss(closure: LossClosure): Promise<number> {
+/** Reads a closure's loss: a number, or a one-element f32/f64 tensor (read, then disposed). */
+export async function readLoss(closure: LossClosure): Promise<number> {
   const value = await closure();
   if (typeof value === 'number') return value;
   if (value instanceof Tensor) {
