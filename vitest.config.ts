@@ -9,5 +9,7 @@ export default defineConfig({
     // on the 2-core CI machine.
     fileParallelism: false,
     pool: 'forks',
+    // --expose-gc lets test/memory.test.ts check the FinalizationRegistry backstop.
+    poolOptions: { forks: { execArgv: ['--expose-gc'] } },
   },
 });
