@@ -196,8 +196,8 @@ export class Model {
     check(spec !== null && typeof spec === 'object', "trainable: pass a spec such as {mode: 'full'}");
     const names = this.parameterNames();
     let chosen: string[];
-    for (const m of Object.values(this.#masks)) m.dispose();
-    this.#masks = {};
+    // The new set replaces the old one only once it is complete (a failing spec changes nothing).
+    const masks: Record<string, Tensor<'u8'>> = {};
     switch (spec.mode) {
       case 'full':
         chosen = names;
@@ -216,7 +216,7 @@ export class Model {
         chosen = names;
         const params = this.parameters();
         for (const [n, t] of Object.entries(params)) {
-          this.#masks[n] = new Tensor<'u8'>(native.maskFromMagnitude(t.handle, { fraction: spec.fraction, keep: spec.keep ?? 'smallest' }));
+          masks[n] = new Tensor<'u8'>(native.maskFromMagnitude(t.handle, { fraction: spec.fraction, keep: spec.keep ?? 'smallest' }));
           t.dispose();
         }
         break;
@@ -228,6 +228,8 @@ export class Model {
         throw new ZerothError('E_INVALID_ARG', `trainable: unknown mode ${JSON.stringify((spec as { mode: unknown }).mode)}; use 'full', 'bias', 'patterns', 'mask' or 'lora'`);
     }
     check(chosen.length > 0, `trainable: no parameter matches mode ${spec.mode}`);
+    for (const m of Object.values(this.#masks)) m.dispose(); // optimizers hold their own copies
+    this.#masks = masks;
     this.#trainable = chosen;
     const all = this.parameters();
     const out: Record<string, Tensor<'f32'>> = {};
@@ -247,6 +249,11 @@ export class Model {
     const seed = BigInt(spec.seed ?? 0);
     const family = this.config.family;
     const patterns = spec.targets ?? (family === 'gpt2' ? ['*.attn.c_attn.weight'] : ['*.self_attn.q_proj.weight', '*.self_attn.v_proj.weight']);
+    // One LoRA configuration per model: replay rebuilds the adapters from the recorded spec.
+    const prior = this.#loraSpec;
+    check(!prior || (prior.rank === rank && prior.alpha === alpha && prior.seed === seed.toString() &&
+      JSON.stringify(prior.targets ?? null) === JSON.stringify(spec.targets ? [...spec.targets] : null)),
+    `trainable: this model already has LoRA adapters (rank ${prior?.rank}, alpha ${prior?.alpha}, seed ${prior?.seed}); load the model again to use other settings`);
     const res = patterns.map(globToRegExp);
     const params = this.parameters();
     try {

@@ -247,6 +247,17 @@ describe('rejected and failed steps', () => {
     expect(bits(w)).toEqual(before);
   });
 
+  it('a failing lr schedule rejects the step without locking the optimizer or moving the weights', async () => {
+    using w = zeroth.tensor([1, 2, 3]);
+    const before = bits(w);
+    using opt = new optim.ZOSGD({ w }, { lr: (s) => (s === 0 ? NaN : 0.01), seed: 1 });
+    await expect(opt.step(() => 1)).rejects.toMatchObject({ code: 'E_INVALID_ARG' });
+    expect(bits(w)).toEqual(before);
+    expect(opt.stepCount).toBe(0);
+    expect(() => new optim.ZOSGD({ w }, { lr: 0.1, conservative: true, weightDecay: 0.1 })).toThrowError(
+      expect.objectContaining({ code: 'E_UNSUPPORTED' }));
+  });
+
   it('conservative steps never raise the batch loss', async () => {
     const q = quadratic(10, 100, 9);
     using theta = zeroth.zeros([10]);

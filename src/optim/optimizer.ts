@@ -159,26 +159,9 @@ export abstract class ZOOptimizer {
 
   protected constructor(kind: OptimizerKind, target: Params | Model, opts: ZOOptions, options: Record<string, number | boolean>) {
     check(opts !== null && typeof opts === 'object', 'optimizer options are required: at least {lr}');
-    let params: Params;
-    let masks = opts.masks;
-    if (target instanceof Model) {
-      this.model = target;
-      const names = new Set(target.trainableNames());
-      const all = target.parameters();
-      params = {};
-      for (const [n, t] of Object.entries(all)) {
-        if (names.has(n)) params[n] = t;
-        else t.dispose();
-      }
-      this.#modelTensors = Object.values(params);
-      masks = { ...target.trainableMasks(), ...(opts.masks ?? {}) };
-    } else {
-      params = target;
-    }
     check(typeof opts.lr === 'function' || (Number.isFinite(opts.lr) && opts.lr >= 0),
       `lr must be a non-negative number or a function of the step, got ${String(opts.lr)}`);
     this.kind = kind;
-    this.params = new ParamSet(params, masks);
     this.#lr = opts.lr;
     this.eps = positive(opts.eps, 'eps', 1e-3);
     this.weightDecay = nonNegative(opts.weightDecay, 'weightDecay');
@@ -191,12 +174,40 @@ export abstract class ZOOptimizer {
     this.conservative = opts.conservative ?? false;
     const seed = opts.seed ?? 0;
     check(typeof seed === 'bigint' || Number.isSafeInteger(seed), 'seed must be a safe integer or a bigint');
+    this.options = { ...options, stochasticRounding: opts.stochasticRounding ?? false };
+    if (this.conservative && (kind !== 'zosgd' || Number(options.momentum) > 0 || this.queries !== 1 ||
+        this.weightDecay !== 0 || this.options.stochasticRounding)) {
+      // The candidate a conservative step scores is θ − lr·g·z; decay or stochastic rounding
+      // would make the applied update differ from the one that was scored.
+      throw new ZerothError('E_UNSUPPORTED',
+        'conservative steps are supported for ZOSGD without momentum, weight decay or stochastic rounding, and with queries = 1');
+    }
+    let params: Params;
+    let masks = opts.masks;
+    if (target instanceof Model) {
+      this.model = target;
+      const names = new Set(target.trainableNames());
+      params = {};
+      for (const [n, t] of Object.entries(target.parameters())) {
+        if (names.has(n)) params[n] = t;
+        else t.dispose();
+      }
+      // Own copies of the masks: the model may choose another trainable set later.
+      const own: Masks = {};
+      for (const [n, m] of Object.entries(target.trainableMasks())) own[n] = m.clone();
+      this.#modelTensors = [...Object.values(params), ...Object.values(own)];
+      masks = { ...own, ...(opts.masks ?? {}) };
+    } else {
+      params = target;
+    }
+    try {
+      this.params = new ParamSet(params, masks);
+    } catch (err) {
+      for (const t of this.#modelTensors) t.dispose();
+      throw err;
+    }
     this.#seeds = new SeedSequence(seed);
     this.#journal = native.journalCreate() as object;
-    this.options = { ...options, stochasticRounding: opts.stochasticRounding ?? false };
-    if (this.conservative && (kind !== 'zosgd' || Number(options.momentum) > 0 || this.queries !== 1)) {
-      throw new ZerothError('E_UNSUPPORTED', 'conservative steps are supported for ZOSGD without momentum and with queries = 1');
-    }
   }
 
   /** The learning rate the next step will use. */
@@ -237,9 +248,10 @@ export abstract class ZOOptimizer {
   /** @internal The step, for any way of probing the loss. */
   protected async stepWith(prober: Prober): Promise<StepResult> {
     check(!this.#busy, 'a step is already running on this optimizer; await it before starting another');
+    const index = this.#attempts;
+    const lr = this.lrAt(index); // a failing schedule throws before the step starts
     this.#busy = true;
-    const index = this.#attempts++;
-    const lr = this.lrAt(index);
+    this.#attempts++;
     const queries: QueryResult[] = [];
     let perturbed = false;
     try {

@@ -40,10 +40,10 @@ export async function replay(params: Params | Model, trajectory: Uint8Array | Tr
     masks = { ...params.trainableMasks(), ...(opts.masks ?? {}) };
     params = chosen;
   }
-  const set = new ParamSet(params, masks);
-  set.assertMatches(t.header.params, 'replay');
   const state = new UpdateState();
   try {
+    const set = new ParamSet(params, masks);
+    set.assertMatches(t.header.params, 'replay');
     for (let i = 0; i < t.steps.length; i++) {
       if (opts.signal?.aborted) {
         throw new ZerothError('E_ABORTED', `replay aborted after ${i} of ${t.steps.length} steps; the weights hold step ${i}`);

@@ -64,13 +64,16 @@ export async function applyStep(
   const decay = lr * weightDecay;
   const q = step.seeds.length;
   const o = header.options;
-  state.applied += 1;
+  const t = state.applied + 1; // committed only once the update succeeded (Adam's bias correction)
   if (header.optimizer === 'zosgd' && !(Number(o.momentum) > 0)) {
     const opts = (k: number): Record<string, unknown> =>
       sgdOptions(header, (lr * step.projectedGrads[k]!) / q, k === 0 ? decay : 0, step.seeds[k]!);
-    if (fused && q === 1) return fused(opts(0));
-    if (fused) await fused({}); // restore exactly, then one update pass per query
-    for (let k = 0; k < q; k++) await native.applyUpdate(params.targets(), step.seeds[k], header.distribution, opts(k));
+    if (fused && q === 1) await fused(opts(0));
+    else {
+      if (fused) await fused({}); // restore exactly, then one update pass per query
+      for (let k = 0; k < q; k++) await native.applyUpdate(params.targets(), step.seeds[k], header.distribution, opts(k));
+    }
+    state.applied = t;
     return;
   }
   if (fused) await fused({}); // restore exactly, then apply the stateful rule to clean weights
@@ -80,18 +83,19 @@ export async function applyStep(
     case 'zosgd': {
       const m = state.buffers(params, 'momentum').map((t) => t.handle);
       await native.momentumUpdate(targets, m, grad, Number(o.momentum), lr, decay);
-      return;
+      break;
     }
     case 'zoadam': {
       const m = state.buffers(params, 'momentum').map((t) => t.handle);
       const v = state.buffers(params, 'second').map((t) => t.handle);
       await native.adamUpdate(targets, m, v, grad, {
-        beta1: Number(o.beta1), beta2: Number(o.beta2), eps: Number(o.adamEps), lr, decay, t: state.applied,
+        beta1: Number(o.beta1), beta2: Number(o.beta2), eps: Number(o.adamEps), lr, decay, t,
       });
-      return;
+      break;
     }
     case 'zosign':
       await native.signUpdate(targets, grad, lr, decay);
-      return;
+      break;
   }
+  state.applied = t;
 }
