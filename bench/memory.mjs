@@ -24,39 +24,15 @@ function statusKb(field) {
 }
 
 async function child(mode) {
-  // The same random GPT-2-small weights as bench/zo-step.mjs (importing that file would run it).
+  // The same random GPT-2-small model as bench/zo-step.mjs (bench/gpt2.mjs).
   const { join, dirname } = await import('node:path');
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const zeroth = await import(join(root, 'dist', 'index.js'));
+  const { randomGpt2, tokenBatch } = await import('./gpt2.mjs');
   const L = 12, D = 768, H = 12, V = 50257, P = 1024, B = 4, T = 128;
-  let state = 0x9e3779b9;
-  const weight = (shape, around = 0) => {
-    const a = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    for (let i = 0; i < a.length; i++) {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      a[i] = around + (state / 4294967296 - 0.5) * 0.1;
-    }
-    return zeroth.tensor(a, { shape });
-  };
-  const w = { 'transformer.wte.weight': weight([V, D]), 'transformer.wpe.weight': weight([P, D]),
-    'transformer.ln_f.weight': weight([D], 1), 'transformer.ln_f.bias': weight([D]) };
-  for (let l = 0; l < L; l++) {
-    const h = `transformer.h.${l}.`;
-    Object.assign(w, {
-      [h + 'ln_1.weight']: weight([D], 1), [h + 'ln_1.bias']: weight([D]),
-      [h + 'attn.c_attn.weight']: weight([D, 3 * D]), [h + 'attn.c_attn.bias']: weight([3 * D]),
-      [h + 'attn.c_proj.weight']: weight([D, D]), [h + 'attn.c_proj.bias']: weight([D]),
-      [h + 'ln_2.weight']: weight([D], 1), [h + 'ln_2.bias']: weight([D]),
-      [h + 'mlp.c_fc.weight']: weight([D, 4 * D]), [h + 'mlp.c_fc.bias']: weight([4 * D]),
-      [h + 'mlp.c_proj.weight']: weight([4 * D, D]), [h + 'mlp.c_proj.bias']: weight([D]),
-    });
-  }
-  const model = await zeroth.modelFromWeights({ model_type: 'gpt2', vocab_size: V, n_positions: P, n_embd: D, n_layer: L,
-    n_head: H, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5 }, w);
-  for (const t of Object.values(w)) t.dispose();
+  const { model } = await randomGpt2(zeroth, { L, D, H, V, P });
   globalThis.gc?.();
-  const ids = zeroth.tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % V), { dtype: 'i32', shape: [B, T] });
-  const mask = zeroth.ones([B, T], { dtype: 'i32' });
+  const { inputIds: ids, attentionMask: mask } = tokenBatch(zeroth, B, T, V);
   const afterBuild = statusKb('VmRSS');
   const buildPeak = statusKb('VmHWM');
   writeFileSync('/proc/self/clear_refs', '5'); // reset VmHWM to the current RSS
