@@ -264,6 +264,23 @@ void patch(const ChunkView& c, size_t* oi, int64_t block, int64_t n, float* w) {
   }
 }
 
+// The clean values of block [b, b + n): p − s0·z patched from the old journal, written to w;
+// or, when the weights are clean, p itself — copied to w when `stage` is set. (perturb_to stages:
+// reading p in place while the kernel's masked stores write it back ran at half the speed of the
+// buffered path on AMD Zen, the loads waiting on the stores.)
+const float* clean_block(const Pass& ps, const ChunkView& c, size_t* oi, const float* p, int64_t b, int64_t n,
+                         const float* z, const float* pc, float* d0, float* w, bool stage) {
+  if (ps.s0 != 0.0f) {
+    const Scaled old = scaled(z, ps.s0, pc ? pc + b : nullptr, d0, n);
+    ps.k->unperturb(p + b, old.z, old.s, w, n);
+    patch(c, oi, b, n, w);
+    return w;
+  }
+  if (!stage) return p + b;
+  std::memcpy(w, p + b, static_cast<size_t>(n) * sizeof(float));
+  return w;
+}
+
 // f32 perturb_to: w = clean values (journal or p - s0·z), p = w + s1·z, journal what won't invert.
 void perturb_to_f32(const Pass& ps, const ChunkView& c) {
   float* p = c.target->tensor->as<float>();
@@ -279,17 +296,7 @@ void perturb_to_f32(const Pass& ps, const ChunkView& c) {
     const int64_t n = std::min(kPerturbBlock, c.end - b);
     const uint8_t* mb = mask ? mask + (b >> 3) : nullptr;
     draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
-    const Scaled old = scaled(z, ps.s0, pc ? pc + b : nullptr, d0, n);
-    // The clean values, in the L1 buffer w: p - s0·z patched from the old journal, or a copy of
-    // p when clean. (Reading p in place while the kernel's masked stores write it back ran at
-    // half the speed of the buffered path on AMD Zen: the loads wait on the stores.)
-    if (ps.s0 != 0.0f) {
-      ps.k->unperturb(p + b, old.z, old.s, w, n);
-      patch(c, &oi, b, n, w);
-    } else {
-      std::memcpy(w, p + b, static_cast<size_t>(n) * sizeof(float));
-    }
-    const float* clean = w;
+    const float* clean = clean_block(ps, c, &oi, p, b, n, z, pc, d0, w, true);
     if (ps.s1 == 0.0f) {
       ps.k->update(p + b, clean, nullptr, false, 1.0f, 0.0f, mb, n);
       continue;
@@ -320,13 +327,7 @@ void update_f32(const Pass& ps, const ChunkView& c) {
     const int64_t n = std::min(kPerturbBlock, c.end - b);
     const uint8_t* mb = mask ? mask + (b >> 3) : nullptr;
     if (need_z) draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z);
-    const float* clean = p + b;
-    if (ps.s0 != 0.0f) {
-      const Scaled old = scaled(z, ps.s0, pc ? pc + b : nullptr, d0, n);
-      ps.k->unperturb(p + b, old.z, old.s, w, n);
-      patch(c, &oi, b, n, w);
-      clean = w;
-    }
+    const float* clean = clean_block(ps, c, &oi, p, b, n, z, pc, d0, w, false);
     const Scaled step = scaled(z, ps.step, pc ? pc + b : nullptr, d1, n);
     ps.k->update(p + b, clean, step.z, ps.use_keep, ps.keep, step.s, mb, n);
   }
