@@ -15,6 +15,8 @@ import { join } from 'node:path';
 import { parseDevice, type DeviceName } from './device.js';
 import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
+import { gptqConfigJson, parseQuantizationConfig, type GptqFormat } from './models/gptq_config.js';
+import { wrapQuantized, type QuantizedTensor, type QuantizeOptions } from './quant.js';
 import { native } from './native.js';
 import { readSafetensors, writeSafetensors } from './safetensors.js';
 import * as ops from './ops.js';
@@ -96,7 +98,63 @@ export type TrainableSpec =
    * at zero; the layer reads W + (alpha/rank)·B·A. Default targets: the attention query and
    * value projections (GPT-2: the fused c_attn).
    */
-  | { mode: 'lora'; rank?: number; alpha?: number; targets?: readonly string[]; seed?: number | bigint };
+  | { mode: 'lora'; rank?: number; alpha?: number; targets?: readonly string[]; seed?: number | bigint }
+  /**
+   * QZO on a quantized model: only the per-group scales of the quantized layers ('<layer>.scales')
+   * train; the integer codes stay frozen. Optimizers hold them above a floor (ZOOptions.scaleFloor).
+   */
+  | { mode: 'scales' };
+
+/** model.quantize with one setting for every block linear layer (or those `layers` matches). */
+export interface ModelQuantizeOptions extends QuantizeOptions {
+  /** Glob patterns of the linear weights to quantize (default: every block linear layer). */
+  layers?: readonly string[];
+  /**
+   * Also hold the token embedding and the LM head (one tensor when tied) at this width, int8
+   * per row or int4 with the layers' group size; rows are de-quantized on lookup. Default: they
+   * stay f32 (they then dominate a small model's memory and a generated token's reads).
+   * Quantized embeddings do not train and cannot be saved as GPTQ.
+   */
+  embeddings?: 4 | 8;
+}
+
+/** model.quantize choosing int4 or int8 per block from per-block Hessian traces (HAWQ). */
+export interface HessianPlanOptions {
+  plan: 'hessian';
+  /** Bytes the model's weights may take in memory after quantization (float parts included). */
+  budgetBytes: number;
+  /** int4 group size (default 128); int8 layers use one scale per output row. */
+  groupSize?: number;
+  symmetric?: boolean;
+  clip?: boolean;
+  /** The batch whose loss curvature ranks the blocks; default: sequences sampled from the model itself. */
+  calibration?: { inputIds: Tensor; attentionMask?: Tensor };
+  /** Hutchinson probes per block (default 16). */
+  probes?: number;
+  seed?: number | bigint;
+  signal?: AbortSignal;
+}
+
+/** What model.quantize did. */
+export interface QuantizeReport {
+  layers: { name: string; bits: 4 | 8; groupSize: number }[];
+  /** Bytes of the model's weights in memory before and after. */
+  bytesBefore: number;
+  bytesAfter: number;
+  /** The Hessian plan's per-block figures (plan: 'hessian' only). */
+  blocks?: PlanBlock[];
+}
+
+export interface PlanBlock {
+  name: string;
+  layers: string[];
+  trace: number;
+  stdErr: number;
+  /** Squared quantization error ‖Q(W) − W‖² of the block's weights at 4 and 8 bits. */
+  error4: number;
+  error8: number;
+  bits: 4 | 8;
+}
 
 function globToRegExp(pattern: string): RegExp {
   const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
@@ -224,8 +282,15 @@ export class Model {
       case 'lora':
         chosen = this.addLora(spec);
         break;
+      case 'scales': {
+        const quantized = this.quantizedNames();
+        check(quantized.length > 0, "trainable: mode 'scales' needs a quantized model; call model.quantize() or load a GPTQ checkpoint");
+        const scales = new Set(quantized.map((n) => `${n.replace(/\.weight$/, '')}.scales`));
+        chosen = names.filter((n) => scales.has(n));
+        break;
+      }
       default:
-        throw new ZerothError('E_INVALID_ARG', `trainable: unknown mode ${JSON.stringify((spec as { mode: unknown }).mode)}; use 'full', 'bias', 'patterns', 'mask' or 'lora'`);
+        throw new ZerothError('E_INVALID_ARG', `trainable: unknown mode ${JSON.stringify((spec as { mode: unknown }).mode)}; use 'full', 'bias', 'patterns', 'mask', 'lora' or 'scales'`);
     }
     check(chosen.length > 0, `trainable: no parameter matches mode ${spec.mode}`);
     for (const m of Object.values(this.#masks)) m.dispose(); // optimizers hold their own copies
@@ -255,7 +320,9 @@ export class Model {
       JSON.stringify(prior.targets ?? null) === JSON.stringify(spec.targets ? [...spec.targets] : null)),
     `trainable: this model already has LoRA adapters (rank ${prior?.rank}, alpha ${prior?.alpha}, seed ${prior?.seed}); load the model again to use other settings`);
     const res = patterns.map(globToRegExp);
-    const params = this.parameters();
+    // Quantized bases are [out, in] whatever the family; float Conv1D weights are [in, out].
+    const params: Record<string, Tensor> = { ...this.parameters(), ...this.quantizedWeights() };
+    const quantized = new Set(this.quantizedNames());
     try {
       const names = Object.keys(params).filter((n) => !n.includes('.lora_') && res.some((r) => r.test(n)));
       check(names.length > 0, `trainable: no weight matches the LoRA targets ${JSON.stringify(patterns)}`);
@@ -266,7 +333,7 @@ export class Model {
           check(l.rank === rank && l.alpha === alpha, `trainable: ${name} already has a LoRA adapter of rank ${l.rank}, alpha ${l.alpha}`);
         } else {
           const w = params[name]!;
-          const inOut = this.config.family === 'gpt2'; // Conv1D weights are stored [in, out]
+          const inOut = this.config.family === 'gpt2' && !quantized.has(name); // Conv1D weights are stored [in, out]
           const [rows, cols] = w.shape as [number, number];
           const inDim = inOut ? rows : cols;
           const outDim = inOut ? cols : rows;
@@ -288,6 +355,116 @@ export class Model {
     }
   }
 
+  /** Names of the quantized weights (int4 / int8 block linear layers), without touching them. */
+  quantizedNames(): string[] {
+    return (native.modelQuantizedWeights(this.handle) as { name: string; tensor: NativeHandle }[]).map((w) => {
+      native.tensorDispose(w.tensor);
+      return w.name;
+    });
+  }
+
+  /**
+   * The quantized weights by name: int4 / int8 tensors [out, in] sharing memory with the model
+   * (their scales are also parameters, named '<layer>.scales'). Empty for a float model.
+   */
+  quantizedWeights(): Record<string, QuantizedTensor> {
+    const out: Record<string, QuantizedTensor> = {};
+    for (const { name, tensor } of native.modelQuantizedWeights(this.handle) as { name: string; tensor: NativeHandle }[]) {
+      out[name] = wrapQuantized(tensor);
+    }
+    return out;
+  }
+
+  /** Names of the blocks' linear weights (attention and MLP projections), float or quantized. */
+  linearNames(): string[] {
+    return native.modelLinearNames(this.handle) as string[];
+  }
+
+  /**
+   * Quantizes the blocks' linear layers in place of their float weights: one setting for all
+   * (`{bits: 4, groupSize: 128}`), or a Hessian-aware plan (`{plan: 'hessian', budgetBytes}`)
+   * that keeps the blocks where curvature × quantization error is largest at int8 and the rest
+   * at int4, within the byte budget (HAWQ). Embeddings, norms and the head stay in f32.
+   * The forward then runs the fused de-quantizing kernels; the codes are frozen, the scales
+   * ('<layer>.scales') can be trained with trainable({mode: 'scales'}) (QZO).
+   */
+  async quantize(opts: ModelQuantizeOptions | HessianPlanOptions): Promise<QuantizeReport> {
+    check(opts !== null && typeof opts === 'object', "quantize: pass {bits: 4, groupSize: 128} or {plan: 'hessian', budgetBytes}");
+    const bytesBefore = this.weightBytes();
+    let layers: QuantizeReport['layers'];
+    let blocks: PlanBlock[] | undefined;
+    if ('plan' in opts) {
+      check(opts.plan === 'hessian', `quantize: plan must be 'hessian', got ${JSON.stringify(opts.plan)}`);
+      const { planHessian } = await import('./quant_plan.js');
+      ({ layers, blocks } = await planHessian(this, opts));
+    } else {
+      check(opts.bits === 4 || opts.bits === 8, `quantize: bits must be 4 or 8, got ${String(opts.bits)}`);
+      const res = (opts.layers ?? ['*']).map(globToRegExp);
+      const done = new Set(this.quantizedNames());
+      const names = this.linearNames().filter((n) => !done.has(n) && res.some((r) => r.test(n)));
+      check(names.length > 0, 'quantize: no float linear layer matches (already quantized, or the layers patterns match none)');
+      const groupSize = opts.bits === 4 ? (opts.groupSize ?? 128) : 0;
+      layers = names.map((name) => ({ name, bits: opts.bits, groupSize }));
+      if (opts.embeddings !== undefined) {
+        check(opts.embeddings === 4 || opts.embeddings === 8, `quantize: embeddings must be 4 or 8, got ${String(opts.embeddings)}`);
+        const { embedding, head } = native.modelEmbeddingNames(this.handle) as { embedding: string; head: string };
+        const bits = opts.embeddings;
+        for (const name of new Set([embedding, head])) {
+          if (!done.has(name)) layers.push({ name, bits, groupSize: bits === 4 ? (opts.groupSize ?? 128) : 0 });
+        }
+      }
+    }
+    const { layers: _l, budgetBytes: _b, plan: _p, calibration: _c, probes: _r, seed: _s, signal: _g, embeddings: _e, ...common } =
+      opts as Partial<ModelQuantizeOptions & HessianPlanOptions>;
+    await this.applyQuantization(layers.map((l) => ({ ...common, name: l.name, bits: l.bits, groupSize: l.groupSize || undefined })));
+    const report: QuantizeReport = { layers, bytesBefore, bytesAfter: this.weightBytes() };
+    if (blocks) report.blocks = blocks;
+    return report;
+  }
+
+  /** @internal Quantizes the named layers, each with its own options. */
+  async applyQuantization(plan: (QuantizeOptions & { name: string })[]): Promise<void> {
+    const entries = plan.map(({ name, bits, groupSize, symmetric, clip, scaleDtype }) => {
+      const e: Record<string, unknown> = { name, bits };
+      if (groupSize !== undefined) e.groupSize = groupSize;
+      if (symmetric !== undefined && bits === 4) e.symmetric = symmetric; // int8 is always symmetric
+      if (clip !== undefined) e.clip = clip;
+      if (scaleDtype !== undefined) e.scaleDtype = scaleDtype;
+      return e;
+    });
+    await native.modelQuantize(this.handle, entries);
+    // Weights that became quantized leave the float trainable set.
+    if (this.#trainable) {
+      const names = new Set(this.parameterNames());
+      this.#trainable = this.#trainable.filter((n) => names.has(n));
+      if (this.#trainable.length === 0) this.#trainable = undefined;
+    }
+  }
+
+  /** Bytes of the model's weights in memory: float parameters plus quantized codes. */
+  weightBytes(): number {
+    let bytes = 0;
+    for (const { tensor } of native.modelParameters(this.handle) as { name: string; tensor: NativeHandle }[]) {
+      const meta = native.tensorMeta(tensor) as { shape: number[] };
+      bytes += 4 * meta.shape.reduce((a, b) => a * b, 1);
+      native.tensorDispose(tensor);
+    }
+    for (const { tensor } of native.modelQuantizedWeights(this.handle) as { name: string; tensor: NativeHandle }[]) {
+      const meta = native.tensorMeta(tensor) as { dtype: string; shape: number[] };
+      const n = meta.shape.reduce((a, b) => a * b, 1);
+      const info = native.quantInfo(tensor) as { zeros?: NativeHandle; scales: NativeHandle } | null;
+      bytes += meta.dtype === 'int4' ? Math.ceil(n / 2) : n; // scales are counted as parameters
+      if (info?.zeros) {
+        const z = native.tensorMeta(info.zeros) as { shape: number[] };
+        bytes += 4 * z.shape.reduce((a, b) => a * b, 1);
+        native.tensorDispose(info.zeros);
+      }
+      if (info) native.tensorDispose(info.scales);
+      native.tensorDispose(tensor);
+    }
+    return bytes;
+  }
+
   /** The LoRA adapters' settings, when trainable({mode: 'lora'}) added them. */
   loraSpec(): { rank: number; alpha: number; seed: string; targets?: string[] } | undefined {
     return this.#loraSpec && { ...this.#loraSpec };
@@ -304,38 +481,76 @@ export class Model {
   }
 
   /**
-   * Writes config.json and model.safetensors (f32) in the Hugging Face layout, loadable by
-   * loadModel and by Hugging Face tools. Tied weights are written once, as in the checkpoint;
-   * LoRA adapters are merged into their base weights.
+   * Writes config.json and model.safetensors in the Hugging Face layout, loadable by loadModel
+   * and by Hugging Face tools. Tied weights are written once, as in the checkpoint. Float
+   * models are written in f32 with LoRA adapters merged into their base weights. Quantized
+   * models are written as a 4-bit GPTQ checkpoint (quantization_config in config.json; scales
+   * rounded to f16, codes exact); LoRA adapters over quantized layers cannot be merged into
+   * integer codes, so they go to adapter_model.safetensors + adapter_config.json (PEFT layout).
    */
   async save(dir: string): Promise<void> {
     check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');
+    const quantized = this.quantizedNames();
+    // Check what can be written before touching the directory.
+    const gptq = quantized.length > 0 ? (native.modelGptqCheckpoint(this.handle) as GptqCheckpoint) : undefined;
     await mkdir(dir, { recursive: true }).catch((e: Error) => {
       throw new ZerothError('E_IO', `save: cannot create ${dir}: ${e.message}`);
     });
-    const params = this.parameters();
+    const params: Record<string, Tensor> = this.parameters();
+    const adapters: Record<string, Tensor> = {};
     try {
-      // LoRA adapters are merged into their base weights: W + (alpha/rank)·B·A (transposed for
-      // Conv1D's [in, out] layout), so the saved checkpoint is a plain one of the same family.
+      const onQuantized = new Set(quantized);
       for (const [base, l] of this.#lora) {
+        if (onQuantized.has(base)) {
+          // PEFT names: base_model.model.<module>.lora_A.weight [r, in], lora_B.weight [out, r].
+          for (const n of [l.a, l.b]) {
+            adapters[`base_model.model.${n}`] = params[n]!;
+            delete params[n];
+          }
+          continue;
+        }
+        // W + (alpha/rank)·B·A (transposed for Conv1D's [in, out] layout): a plain checkpoint.
         using ba = ops.matmul(params[l.b]!, params[l.a]!);
         using delta = l.inOut ? ops.transpose(ba) : ba.clone();
         using scaled = ops.mul(delta, l.alpha / l.rank);
         const w = ops.add(params[base]!, scaled);
         params[base]!.dispose();
-        params[base] = w as Tensor<'f32'>;
+        params[base] = w;
         for (const n of [l.a, l.b]) {
           params[n]!.dispose();
           delete params[n];
         }
       }
+      if (gptq) {
+        for (const layer of gptq.layers) {
+          const stem = layer.name.replace(/\.weight$/, '');
+          params[`${stem}.scales`]!.dispose(); // the f32 scales travel as GPTQ's f16 scales
+          delete params[`${stem}.scales`];
+          for (const part of ['qweight', 'qzeros', 'scales', 'g_idx'] as const) params[`${stem}.${part}`] = new Tensor(layer[part]);
+        }
+      }
       await writeSafetensors(join(dir, 'model.safetensors'), params, { format: 'pt' });
+      if (Object.keys(adapters).length > 0) {
+        await writeSafetensors(join(dir, 'adapter_model.safetensors'), adapters, { format: 'pt' });
+        await writeJson(join(dir, 'adapter_config.json'), this.peftConfig());
+      }
     } finally {
-      for (const t of Object.values(params)) t.dispose();
+      for (const t of [...Object.values(params), ...Object.values(adapters)]) t.dispose();
     }
-    await writeFile(join(dir, 'config.json'), `${JSON.stringify(this.config.raw, null, 2)}\n`).catch((e: Error) => {
-      throw new ZerothError('E_IO', `save: cannot write ${join(dir, 'config.json')}: ${e.message}`);
-    });
+    const config: Record<string, unknown> = { ...this.config.raw };
+    if (gptq) config.quantization_config = gptqConfigJson(gptq.format);
+    await writeJson(join(dir, 'config.json'), config);
+  }
+
+  /** adapter_config.json of the LoRA adapters (PEFT's LoraConfig fields). */
+  private peftConfig(): Record<string, unknown> {
+    const spec = this.#loraSpec!;
+    const modules = [...new Set([...this.#lora.keys()].map((n) => n.replace(/\.weight$/, '').split('.').pop()!))];
+    return {
+      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: spec.rank, lora_alpha: spec.alpha, lora_dropout: 0,
+      target_modules: modules, bias: 'none', fan_in_fan_out: false, base_model_name_or_path: null,
+      inference_mode: true,
+    };
   }
 
   /** Frees the model's weights (tensors from parameters() stay valid until disposed). */
@@ -364,15 +579,28 @@ export class Model {
   }
 }
 
+/** What the native side returns for saving a quantized model as GPTQ. */
+interface GptqCheckpoint {
+  format: GptqFormat;
+  layers: { name: string; qweight: NativeHandle; qzeros: NativeHandle; scales: NativeHandle; g_idx: NativeHandle }[];
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`).catch((e: Error) => {
+    throw new ZerothError('E_IO', `save: cannot write ${path}: ${e.message}`);
+  });
+}
+
 /** A model from a config.json object and tensors named as in its checkpoint (f32, f16 or bf16). */
 export async function modelFromWeights(config: unknown, weights: Readonly<Record<string, Tensor>>): Promise<Model> {
   const parsed = parseModelConfig(config);
+  const gptq = parseQuantizationConfig(parsed.raw);
   const handles: Record<string, NativeHandle> = {};
   for (const [name, t] of Object.entries(weights)) {
     check(t instanceof Tensor, `weights['${name}'] must be a zeroth Tensor`);
     handles[name] = t.handle;
   }
-  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles));
+  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles, gptq ?? null));
 }
 
 /**
@@ -405,13 +633,24 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   } catch (e) {
     throw new ZerothError('E_FORMAT', `loadModel: ${join(dir, 'config.json')} is not valid JSON: ${(e as Error).message}`);
   }
-  parseModelConfig(raw); // refuse unsupported configs before reading any weight
+  // AutoGPTQ writes its settings to quantize_config.json instead of config.json.
+  if (typeof raw === 'object' && raw !== null && !('quantization_config' in raw)) {
+    const extra = await readFile(join(dir, 'quantize_config.json'), 'utf8').catch(() => undefined);
+    if (extra !== undefined) {
+      try {
+        raw = { ...raw, quantization_config: { quant_method: 'gptq', ...JSON.parse(extra) } };
+      } catch (e) {
+        throw new ZerothError('E_FORMAT', `loadModel: ${join(dir, 'quantize_config.json')} is not valid JSON: ${(e as Error).message}`);
+      }
+    }
+  }
+  parseQuantizationConfig(parseModelConfig(raw).raw); // refuse unsupported configs before reading any weight
 
   const reader = await readSafetensors(dir); // model.safetensors, or the shards of its index
   const weights: Record<string, Tensor> = {};
   try {
     // Every tensor goes to the native side, which refuses weights that are not F32/F16/BF16
-    // (E_DTYPE naming them) and ignores known non-parameter buffers whatever their dtype.
+    // (E_DTYPE naming them) unless they are GPTQ layers, and ignores known non-parameter buffers.
     for (const name of reader.names) weights[name] = new Tensor(await reader.load(name));
     return await modelFromWeights(raw, weights);
   } finally {

@@ -35,6 +35,11 @@ export interface QuantInfo {
   scales: Tensor;
   /** [out, groups], absent when symmetric. */
   zeros?: Tensor;
+  /**
+   * i32 [in], act-order weights only (GPTQ desc_act): stored column j holds input feature
+   * perm[j]; codes, and the groups they form, are in stored-column order.
+   */
+  perm?: Tensor<'i32'>;
 }
 
 export type QuantizedTensor = Tensor<'int4'> | Tensor<'int8' & DType>;
@@ -47,7 +52,7 @@ function tensorArg(x: unknown, what: string): Tensor {
 }
 
 /** Wraps a native quantized handle, reporting int8 weights as dtype 'int8'. */
-function wrapQuantized(handle: NativeHandle): QuantizedTensor {
+export function wrapQuantized(handle: NativeHandle): QuantizedTensor {
   const meta = native.tensorMeta(handle) as { dtype: string; shape: number[]; device: unknown };
   if (meta.dtype === 'i8') meta.dtype = 'int8';
   return new Tensor(handle, meta as ConstructorParameters<typeof Tensor>[1]) as QuantizedTensor;
@@ -93,7 +98,7 @@ export function dequantize(q: Tensor): Tensor<'f32'> {
 /** Bits, group size, and the scale / zero-point tensors of a quantized weight. */
 export function quantInfo(q: Tensor): QuantInfo {
   const info = native.quantInfo(quantizedArg(q, 'quantInfo: input').handle) as
-    | { bits: 4 | 8; groupSize: number; symmetric: boolean; scales: NativeHandle; zeros?: NativeHandle }
+    | { bits: 4 | 8; groupSize: number; symmetric: boolean; scales: NativeHandle; zeros?: NativeHandle; perm?: NativeHandle }
     | null;
   if (info === null) throw new ZerothError('E_INVALID_ARG', 'quantInfo: this tensor carries no quantization scales');
   const out: QuantInfo = {
@@ -103,10 +108,14 @@ export function quantInfo(q: Tensor): QuantInfo {
     scales: new Tensor(info.scales),
   };
   if (info.zeros !== undefined) out.zeros = new Tensor(info.zeros);
+  if (info.perm !== undefined) out.perm = new Tensor<'i32'>(info.perm);
   return out;
 }
 
-/** The integer codes, one per element: 0..15 for int4 (Uint8Array), −127..127 for int8 (Int8Array). */
+/**
+ * The integer codes, one per element: 0..15 for int4 (Uint8Array), −127..127 for int8 (Int8Array),
+ * row-major in stored-column order (see QuantInfo.perm for act-order weights).
+ */
 export function quantCodes(q: Tensor): Uint8Array | Int8Array {
   const t = quantizedArg(q, 'quantCodes: input');
   const buffer = native.tensorRead(t.handle) as ArrayBuffer;

@@ -268,7 +268,20 @@ export function arange<D extends DType = 'f32'>(start: number, end?: number, ste
   return tensor(values, { dtype: (opts.dtype ?? 'f32') as D, device: opts.device });
 }
 
-/** Bytes and number of tensors currently allocated by zeroth in this process. */
-export function memoryStats(): { liveTensors: number; liveBytes: number } {
-  return native.memoryStats() as { liveTensors: number; liveBytes: number };
+/**
+ * Bytes and number of tensors currently allocated by zeroth in this process, and the bytes of
+ * freed CPU blocks the allocator keeps mapped for reuse (at most 1 GiB: repeated steps then
+ * fault in no new pages).
+ */
+export function memoryStats(): { liveTensors: number; liveBytes: number; cachedBytes: number } {
+  return native.memoryStats() as { liveTensors: number; liveBytes: number; cachedBytes: number };
+}
+
+/**
+ * Returns the allocator's cached blocks to the OS now and says how many bytes that released:
+ * call it after freeing a lot at once (quantizing a model frees its f32 weights) so the
+ * process's resident memory drops to what is live.
+ */
+export function trimMemory(): number {
+  return native.trimMemory() as number;
 }

@@ -49,6 +49,20 @@ class MmapCache {
     }
     return nullptr;
   }
+  // Unmaps every cached block (e.g. after quantizing a model frees its f32 weights, which the
+  // cache would otherwise keep resident) and returns the bytes released.
+  size_t clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const size_t released = cached_;
+    for (const auto& b : blocks_) munmap(b.first, b.second);
+    blocks_.clear();
+    cached_ = 0;
+    return released;
+  }
+  size_t cached() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cached_;
+  }
   void give(void* p, size_t total) {
     if (total > kCacheBytes / 2) {
       munmap(p, total);
@@ -85,6 +99,13 @@ void prefault(void* p, size_t bytes) {
   constexpr int kMadvPopulateWrite = 23;  // MADV_POPULATE_WRITE, Linux 5.14+
   madvise(p, bytes, kMadvPopulateWrite);
 }
+
+}  // namespace
+
+size_t release_cached_memory() { return mmap_cache().clear(); }
+size_t cached_memory_bytes() { return mmap_cache().cached(); }
+
+namespace {
 
 void* cpu_alloc(int, size_t bytes) {
   ZCHECK(bytes <= (SIZE_MAX >> 1), ZEROTH_E_OOM, "cannot allocate " + std::to_string(bytes) + " bytes");

@@ -28,6 +28,10 @@ struct MemoryStats {
   int64_t live_bytes;
 };
 MemoryStats memory_stats();
+// Freed CPU blocks the allocator keeps mapped for reuse (at most 1 GiB), and a way to return
+// them to the OS now (backend_cpu.cpp).
+size_t cached_memory_bytes();
+size_t release_cached_memory();
 
 struct Storage {
   Storage(zeroth_device device, size_t bytes);
@@ -49,6 +53,9 @@ struct QuantInfo {
   bool symmetric = false;
   TensorPtr scales;  // [rows, groups] f32 or f16
   TensorPtr zeros;   // [rows, groups] same dtype, null when symmetric
+  // i32 [cols] or null: stored column j holds input feature perm[j] (GPTQ act-order checkpoints
+  // store columns sorted by group so that groups stay contiguous; cpu/quant.h).
+  TensorPtr perm;
 };
 
 struct Tensor {

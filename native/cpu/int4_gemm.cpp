@@ -103,6 +103,21 @@ void quant_matmul(const QuantMatrix& w, int64_t M, const float* x, int64_t ldx, 
     for (int64_t m = 0; m < M; ++m) std::fill(y + m * ldy, y + m * ldy + w.rows, 0.0f);
     return;
   }
+  // A column-permuted weight (quant.h): gather x into stored-column order once, then the kernels
+  // run unchanged on the stored layout. One pass over M·cols floats against M·rows·cols of work.
+  std::vector<float> xg;
+  if (w.perm) {
+    xg.resize(static_cast<size_t>(M * w.cols));
+    parallel_for(M, std::max<int64_t>(1, (1 << 16) / w.cols), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) {
+        const float* src = x + m * ldx;
+        float* dst = xg.data() + m * w.cols;
+        for (int64_t c = 0; c < w.cols; ++c) dst[c] = src[w.perm[c]];
+      }
+    });
+    x = xg.data();
+    ldx = w.cols;
+  }
   if (M == 1) {
     std::vector<float> xd;
     gemv(w, x, y, xd);

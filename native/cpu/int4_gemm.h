@@ -12,6 +12,8 @@
 // resident f32 buffer (at most 512 KiB) and multiplies all M rows of x with it through gemm_f32,
 // so the weights are decoded once per call and only one panel per thread exists at a time.
 //
+// A column-permuted weight (QuantInfo::perm, act-order GPTQ) first gathers x into stored-column
+// order (quant.h), then runs the same kernels.
 // Every path computes each weight with the same f32 expression as dequantize(), so results equal
 // de-quantize-then-f32 up to summation order. Multithreaded over output rows (parallel_for).
 #pragma once

@@ -81,6 +81,26 @@ void store_float(zeroth_dtype dt, void* base, int64_t i, float v) {
 
 std::string rc(int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; }
 
+// The column permutation of a quantized weight: i32 [cols] holding every index 0..cols-1 once.
+// O(cols) per call, negligible next to the O(rows·cols) work of any caller.
+const int32_t* checked_perm(const Tensor& p, int64_t cols) {
+  ZCHECK(p.dtype == ZEROTH_I32, ZEROTH_E_INVALID_ARG,
+         "quantized weight: the column permutation must be i32, got " + std::string(dtype_traits(p.dtype).name));
+  ZCHECK(p.on_cpu(), ZEROTH_E_INVALID_ARG, "quantized weight: the column permutation must be on the CPU");
+  ZCHECK(p.shape == Shape{cols}, ZEROTH_E_INVALID_ARG,
+         "quantized weight: the column permutation has shape " + shape_string(p.shape) + " but the weight has " +
+             std::to_string(cols) + " columns");
+  const int32_t* v = p.as<int32_t>();
+  std::vector<uint8_t> seen(static_cast<size_t>(cols), 0);
+  for (int64_t j = 0; j < cols; ++j) {
+    ZCHECK(v[j] >= 0 && v[j] < cols && !seen[static_cast<size_t>(v[j])], ZEROTH_E_INVALID_ARG,
+           "quantized weight: the column permutation is not a permutation of 0.." + std::to_string(cols - 1) +
+               " (entry " + std::to_string(j) + " is " + std::to_string(v[j]) + ")");
+    seen[static_cast<size_t>(v[j])] = 1;
+  }
+  return v;
+}
+
 }  // namespace
 
 TensorPtr quantize(const Tensor& w, const QuantizeOptions& o) {
@@ -195,6 +215,7 @@ QuantMatrix quant_matrix(const Tensor& q, std::vector<float>& storage) {
     m.zeros = qi.zeros ? qi.zeros->as<float>() : nullptr;
   }
   m.fixed_zero = m.bits == 4 ? 8.0f : 0.0f;
+  if (qi.perm) m.perm = checked_perm(*qi.perm, m.cols);
   if (m.bits == 4) m.codes4 = q.as<uint8_t>();
   else m.codes8 = q.as<int8_t>();
   return m;
@@ -216,7 +237,19 @@ TensorPtr dequantize(const Tensor& q) {
   const QuantMatrix m = quant_matrix(q, storage);
   TensorPtr out = tensor_empty(ZEROTH_F32, q.shape, q.device());
   float* o = out->as<float>();
-  parallel_for(m.rows, 16, [&](int64_t r0, int64_t r1) { dequantize_rows(m, r0, r1, o + r0 * m.cols, m.cols); });
+  if (!m.perm) {
+    parallel_for(m.rows, 16, [&](int64_t r0, int64_t r1) { dequantize_rows(m, r0, r1, o + r0 * m.cols, m.cols); });
+    return out;
+  }
+  // Stored order into a per-chunk row buffer, then scattered: out[r, perm[c]] = value(r, c).
+  parallel_for(m.rows, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(m.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      dequantize_rows(m, r, r + 1, row.data(), m.cols);
+      float* dst = o + r * m.cols;
+      for (int64_t c = 0; c < m.cols; ++c) dst[m.perm[c]] = row[static_cast<size_t>(c)];
+    }
+  });
   return out;
 }
 

@@ -8,10 +8,18 @@
 //         [rows, cols/2] bytes; when cols is odd a row may start in a high nibble.
 //   int8: dtype ZEROTH_I8, codes -127..127, always symmetric (no zeros).
 //   quant: group_size (int8: cols unless asked otherwise), symmetric, scales [rows, groups]
-//          f32 or f16, zeros [rows, groups] same dtype (int4 asymmetric only).
+//          f32 or f16, zeros [rows, groups] same dtype (int4 asymmetric only), and optionally
+//          perm (i32 [cols], a permutation of 0..cols-1).
 // value(r, c) = (code − zero)·scale in f32, zero = zeros[r, g] (asymmetric int4), 8 (symmetric
 // int4) or 0 (int8), g = c / group_size. dequantize() and every kernel compute exactly this
 // f32 expression, so a fused product differs from de-quantize-then-f32 only in summation order.
+//
+// Column permutation (act-order GPTQ checkpoints, model/gptq.h): c above is the STORED column.
+// Without perm, stored column c is input feature c. With perm, stored column c holds input
+// feature perm[c]: the weight matrix in input-feature order is W[r, perm[c]] = value(r, c).
+// Storing columns sorted by group keeps every group contiguous, so the kernels stay unchanged:
+// quant_matmul gathers x by perm first (x'[c] = x[perm[c]], Σ_c x'[c]·value(r, c) = (x·Wᵀ)[r]),
+// and dequantize() scatters the columns back to input-feature order.
 //
 // Range choices (quantize):
 //   int4 asymmetric: lo = min(min w, 0), hi = max(max w, 0) — 0 is always in range so the zero
@@ -45,7 +53,7 @@ struct QuantizeOptions {
 // Quantizes a 2-D f32 CPU tensor [rows, cols]. Throws E_DTYPE / E_SHAPE / E_INVALID_ARG / E_NAN.
 TensorPtr quantize(const Tensor& w, const QuantizeOptions& opts);
 
-// The f32 weights of a quantized tensor (int4 or int8).
+// The f32 weights of a quantized tensor (int4 or int8), in input-feature order (perm applied).
 TensorPtr dequantize(const Tensor& q);
 
 // A checked, read-only view of a quantized weight with its scales and zeros as f32.
@@ -57,6 +65,7 @@ struct QuantMatrix {
   const float* scales = nullptr;    // [rows, groups]
   const float* zeros = nullptr;     // [rows, groups], or null: zero point 8 (int4) / 0 (int8)
   float fixed_zero = 0.0f;          // the zero point when zeros is null
+  const int32_t* perm = nullptr;    // [cols]: stored column c holds input feature perm[c]; null: c
 
   float zero(int64_t r, int64_t g) const { return zeros ? zeros[r * groups + g] : fixed_zero; }
   float scale(int64_t r, int64_t g) const { return scales[r * groups + g]; }
@@ -73,12 +82,15 @@ struct QuantMatrix {
   }
 };
 
-// Validates `q` (CPU, 2-D, int4 or int8 with consistent quant info; throws E_DTYPE / E_SHAPE /
-// E_INVALID_ARG) and returns a view. f16 scales/zeros are converted into `storage`, which must
+// Validates `q` (CPU, 2-D, int4 or int8 with consistent quant info, perm if present an i32 [cols]
+// permutation; throws E_DTYPE / E_SHAPE / E_INVALID_ARG) and returns a view. f16 scales/zeros are converted into `storage`, which must
 // outlive the view.
 QuantMatrix quant_matrix(const Tensor& q, std::vector<float>& storage);
 
-// Writes value(r, c) for rows [r0, r1) and columns [0, cols) into out (row stride ld).
+// Writes value(r, c) for rows [r0, r1) and STORED columns c in [0, cols) into out (row stride ld),
+// i.e. in stored-column order even when w.perm is set: the GEMM multiplies these panels with the
+// gathered x (int4_gemm.cpp), which costs one pass over x instead of a scatter per panel.
+// dequantize() is the one place that scatters to input-feature order.
 void dequantize_rows(const QuantMatrix& w, int64_t r0, int64_t r1, float* out, int64_t ld);
 
 }  // namespace zeroth

@@ -5,6 +5,7 @@
 // of dtype f16/bf16 are read into f32 and rounded back to nearest even.
 #include "cpu/zo_update.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -172,6 +173,26 @@ void preconditioned_update(const std::vector<PerturbTarget>& targets, const std:
       store_w(w, i, decayed(load_w(w, i), decay) - step * (z[j] * p[i]));
     }
   });
+}
+
+void hold_floor(const std::vector<TensorPtr>& x, const std::vector<TensorPtr>& floors) {
+  ZCHECK(x.size() == floors.size(), ZEROTH_E_INVALID_ARG, "hold_floor: one floor tensor per tensor");
+  for (size_t k = 0; k < x.size(); ++k) {
+    const Tensor& t = *x[k];
+    const Tensor& f = *floors[k];
+    require_cpu(t, "hold_floor: tensor");
+    require_cpu(f, "hold_floor: floor");
+    require_dtype(t, {ZEROTH_F32}, "hold_floor: tensor");
+    require_dtype(f, {ZEROTH_F32}, "hold_floor: floor");
+    ZCHECK(t.numel == f.numel, ZEROTH_E_SHAPE,
+           "hold_floor: the floor has " + std::to_string(f.numel) + " elements, the tensor " + std::to_string(t.numel));
+    float* v = t.as<float>();
+    const float* lo = f.as<float>();
+    for (int64_t i = 0; i < t.numel; ++i) {
+      if (lo[i] > 0.0f) v[i] = std::max(v[i], lo[i]);
+      else if (lo[i] < 0.0f) v[i] = std::min(v[i], lo[i]);
+    }
+  }
 }
 
 }  // namespace zeroth

@@ -47,4 +47,9 @@ void sign_update(const std::vector<PerturbTarget>& targets, const GradSource& g,
 void preconditioned_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& precond,
                            uint64_t seed, rng::Distribution dist, float step, float decay);
 
+// Keeps each element of f32 tensor x on the far side of its floor: x = max(x, f) where f > 0,
+// min(x, f) where f < 0, unchanged where f = 0. QZO's scale floor: quantization scales may
+// shrink but never reach zero or change sign (which would flip a whole group of weights).
+void hold_floor(const std::vector<TensorPtr>& x, const std::vector<TensorPtr>& floors);
+
 }  // namespace zeroth

@@ -31,6 +31,8 @@
 #include "core/philox.h"
 #include "core/tensor.h"
 #include "cpu/gemm.h"
+#include "cpu/quant.h"
+#include "model/gptq.h"
 
 namespace zeroth::model {
 
@@ -84,8 +86,14 @@ struct SamplingOptions {
 
 struct Weight {
   std::string name;
-  TensorPtr tensor;      // f32, CPU, contiguous
+  // f32, CPU, contiguous; or, for a block's linear layer, a quantized weight (int4 / int8,
+  // cpu/quant.h) stored [out, in] whatever the checkpoint's layout, with f32 scales and zeros.
+  TensorPtr tensor;
   bool in_out = false;   // stored [in, out] (GPT-2 Conv1D) rather than [out, in] (nn.Linear)
+  // A quantized weight's scales [out, groups] appear as their own f32 weight "<stem>.scales"
+  // (index here, -1: none), sharing memory with the quant info: QZO perturbs and updates them
+  // while the integer codes stay frozen.
+  int scales = -1;
   // LoRA adapter of a linear weight (indices into Model::weights, -1: none): the layer reads
   // W + lora_scale·(B·A) as x·Wᵀ + lora_scale·(x·Aᵀ)·Bᵀ, A [rank, in], B [out, rank].
   int lora_a = -1, lora_b = -1;
@@ -109,7 +117,10 @@ class Model {
  public:
   // `weights` maps checkpoint names to CPU tensors (f32, f16 or bf16). Missing, misshaped or
   // unexpected weights give E_FORMAT naming the tensor.
-  Model(const TransformerConfig& config, const std::unordered_map<std::string, TensorPtr>& weights);
+  // With `gptq`, layers stored as GPTQ tensors (<stem>.qweight / qzeros / scales / g_idx) are
+  // converted to zeroth's int4 layout at creation (model/gptq.h).
+  Model(const TransformerConfig& config, const std::unordered_map<std::string, TensorPtr>& weights,
+        const GptqFormat* gptq = nullptr);
   ~Model();
 
   const TransformerConfig& config() const { return config_; }
@@ -121,6 +132,21 @@ class Model {
   std::shared_ptr<Model> with_lora(const std::string& weight, const TensorPtr& a, const TensorPtr& b,
                                    float scale) const;
   const std::vector<Weight>& weights() const { return weights_; }
+
+  // A new model sharing the other weights, with each named weight (block linear layers, the
+  // token embedding, the LM head) quantized with
+  // its options (transposed to [out, in] first when stored [in, out]). Scales and zeros are
+  // held in f32 (f16 scales are widened exactly). E_INVALID_ARG for names that are not block
+  // linear weights or are quantized already.
+  std::shared_ptr<Model> quantized(const std::vector<std::pair<std::string, QuantizeOptions>>& plan) const;
+  // Names of the blocks' linear weights (attention and MLP projections), in layer order.
+  std::vector<std::string> linear_names() const;
+  bool is_block_linear(int w) const;
+  // Block linear layers, the token embedding and the LM head may be held quantized.
+  bool may_quantize(int w) const;
+  // The token embedding's name, and the LM head's (the same when tied).
+  std::string embedding_name() const { return weights_[static_cast<size_t>(tok_embed_)].name; }
+  std::string head_name() const { return weights_[static_cast<size_t>(head_)].name; }
 
   // logits f32 [B, T, V]. ids i32 [B, T]; mask i32 [B, T] of 0/1, or nullptr (all ones).
   TensorPtr forward(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p = nullptr) const;
@@ -143,6 +169,8 @@ class Model {
   void bind_weights(const std::unordered_map<std::string, TensorPtr>& given);
   int add_weight(const std::unordered_map<std::string, TensorPtr>& given, const std::string& name,
                  const Shape& shape, bool in_out);
+  // Appends the "<stem>.scales" entry of quantized weight w (transformer_quant.cpp).
+  void add_scales_entry(int w);
   // Runs S new tokens per row through the network, appending their keys/values to `cache`,
   // and returns the final hidden states (after final norm and project_out), [B*S, head_width()],
   // which live in `ws` until its next use.

@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "cpu/perturb.h"
 #include "model/transformer_internal.h"
+#include "model/transformer_quant.h"
 
 namespace zeroth::model {
 namespace {
@@ -68,9 +69,22 @@ int Model::add_weight(const std::unordered_map<std::string, TensorPtr>& given, c
   ZCHECK(it != given.end() && it->second, ZEROTH_E_FORMAT,
          "the checkpoint has no tensor '" + name + "', which this " + "config needs; check config.json matches the weights");
   const TensorPtr& t = it->second;
+  ZCHECK(t->on_cpu(), ZEROTH_E_DEVICE, "tensor '" + name + "' must be on the CPU to build a CPU model");
+  if (t->quant) {
+    // Quantized weights are stored [out, in]: a Conv1D's [in, out] shape arrives transposed.
+    // Only block linear layers may be quantized; bind_weights checks that once all are bound.
+    const Shape out_in = in_out && shape.size() == 2 ? Shape{shape[1], shape[0]} : shape;
+    ZCHECK(t->shape == out_in, ZEROTH_E_FORMAT,
+           "quantized tensor '" + name + "' has shape " + shape_string(t->shape) + " but the config implies " +
+               shape_string(out_in) + " ([out, in])");
+    auto found = index_.find(name);
+    if (found != index_.end()) return found->second;
+    weights_.push_back(Weight{name, quantized_with_f32_scales(*t), false});
+    index_[name] = static_cast<int>(weights_.size() - 1);
+    return index_[name];
+  }
   ZCHECK(t->shape == shape, ZEROTH_E_FORMAT,
          "tensor '" + name + "' has shape " + shape_string(t->shape) + " but the config implies " + shape_string(shape));
-  ZCHECK(t->on_cpu(), ZEROTH_E_DEVICE, "tensor '" + name + "' must be on the CPU to build a CPU model");
   TensorPtr f32 = t;
   if (t->dtype == ZEROTH_F16 || t->dtype == ZEROTH_BF16) {
     f32 = tensor_copy(*t, ZEROTH_F32, t->device());  // compute in f32 (exact widening)
@@ -200,16 +214,30 @@ void Model::bind_weights(const std::unordered_map<std::string, TensorPtr>& given
     fail(ZEROTH_E_FORMAT, "the checkpoint has a tensor '" + kv.first +
                               "' that this config does not use; check config.json belongs to these weights");
   }
+
+  // The fused quantized kernels serve the blocks' linear layers, the token embedding (its rows
+  // are de-quantized on lookup) and the LM head; norms and position tables stay in float. Only
+  // the block layers' scales train (QZO), so only they get a "<stem>.scales" entry.
+  const size_t bound = weights_.size();
+  for (size_t i = 0; i < bound; ++i) {
+    if (!weights_[i].tensor->quant) continue;
+    ZCHECK(may_quantize(static_cast<int>(i)), ZEROTH_E_UNSUPPORTED,
+           "'" + weights_[i].name + "' is quantized, but only the blocks' linear layers, the token embedding "
+           "and the LM head may be; keep norms and position tables in f32/f16/bf16");
+    if (is_block_linear(static_cast<int>(i))) add_scales_entry(static_cast<int>(i));
+  }
 }
 
 int64_t Model::head_width() const {
   return config_.family == Family::Opt ? config_.word_embed_proj_dim : config_.d_model;
 }
 
-Model::Model(const TransformerConfig& config, const std::unordered_map<std::string, TensorPtr>& weights)
+Model::Model(const TransformerConfig& config, const std::unordered_map<std::string, TensorPtr>& weights,
+             const GptqFormat* gptq)
     : config_(config) {
   validate_config(config_);
-  bind_weights(weights);
+  if (gptq) bind_weights(unpack_gptq_layers(weights, *gptq));
+  else bind_weights(weights);
 }
 
 Model::~Model() = default;
@@ -224,10 +252,8 @@ std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorP
   auto it = index_.find(weight);
   ZCHECK(it != index_.end(), ZEROTH_E_INVALID_ARG, "LoRA target '" + weight + "' is not a weight of this model");
   const int w = it->second;
-  bool is_linear = false;  // only the block matrices go through linear(); embeddings and the head do not
-  for (const LayerWeights& L : layers_)
-    for (int m : {L.qkv, L.q, L.k, L.v, L.o, L.gate, L.fc1, L.fc2}) is_linear = is_linear || m == w;
-  ZCHECK(is_linear, ZEROTH_E_INVALID_ARG,
+  // Only the block matrices go through linear(); embeddings and the head do not.
+  ZCHECK(is_block_linear(w), ZEROTH_E_INVALID_ARG,
          "LoRA target '" + weight + "' is not a linear layer of a block (attention or MLP projection)");
   const Weight& base = weights_[static_cast<size_t>(w)];
   ZCHECK(base.lora_a < 0, ZEROTH_E_INVALID_ARG, "'" + weight + "' already has a LoRA adapter");
@@ -267,6 +293,9 @@ Model::Resolved::Resolved(const std::vector<Weight>& w, const ForwardPerturbatio
   for (size_t i = 0; i < w.size(); ++i) {
     auto it = p->streams.find(w[i].name);
     if (it == p->streams.end()) continue;
+    ZCHECK(!w[i].tensor->quant, ZEROTH_E_INVALID_ARG,
+           "'" + w[i].name + "' is quantized: its integer codes cannot be perturbed; train its '.scales' "
+           "(trainable({mode: 'scales'})) or LoRA adapters instead");
     desc[i] = PerturbDesc{true, p->seed, it->second, p->scale, p->dist};
   }
 }
@@ -281,6 +310,13 @@ std::vector<float> Model::Resolved::vec(int w) const {
 }
 
 void Model::Resolved::row(int w, int64_t r, int64_t width, float* out) const {
+  const Tensor& t = *weights[static_cast<size_t>(w)].tensor;
+  if (t.quant) {  // a quantized embedding: de-quantize the one row (never perturbed: no scales entry)
+    std::vector<float> storage;
+    const QuantMatrix q = quant_matrix(t, storage);
+    dequantize_rows(q, r, r + 1, out, width);
+    return;
+  }
   const float* src = data(w) + r * width;
   std::copy(src, src + width, out);
   const PerturbDesc& d = desc[static_cast<size_t>(w)];

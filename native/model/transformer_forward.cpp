@@ -11,6 +11,7 @@
 
 #include "core/errors.h"
 #include "core/parallel.h"
+#include "cpu/int4_gemm.h"
 #include "cpu/ops_util.h"
 #include "model/transformer_internal.h"
 
@@ -21,7 +22,18 @@ namespace {
 void linear(const Model::Resolved& r, int w, int bias, const float* x, int64_t M, int64_t K, int64_t N, float* y) {
   const Weight& W = r.weights[static_cast<size_t>(w)];
   const PerturbDesc& d = r.desc[static_cast<size_t>(w)];
-  if (W.in_out)
+  if (W.tensor->quant) {
+    // Fused de-quantizing product; perturbed scales (QZO) are read as fl(s + fl(scale·z)) like
+    // any other perturbed weight, so this equals perturbing the scales in place.
+    std::vector<float> storage;
+    QuantMatrix q = quant_matrix(*W.tensor, storage);
+    std::vector<float> scales;
+    if (W.scales >= 0 && r.desc[static_cast<size_t>(W.scales)].active) {
+      scales = r.vec(W.scales);
+      q.scales = scales.data();
+    }
+    quant_matmul(q, M, x, K, y, N);
+  } else if (W.in_out)
     gemm_f32(false, false, M, N, K, 1.0f, x, K, W.tensor->as<float>(), N, 0.0f, y, N, d);
   else
     gemm_f32(false, true, M, N, K, 1.0f, x, K, W.tensor->as<float>(), K, 0.0f, y, N, d);

@@ -7,6 +7,15 @@
 //   modelParameters(model) -> [{name, tensor}]   the model's own f32 weights (shared, not copies)
 //   modelParameterNames(model) -> [name]
 //   modelDispose(model)
+//   modelQuantize(model, plan: [{name, bits, groupSize?, symmetric?, scaleDtype?, clip?}]) -> Promise<void>
+//        the handle's model becomes one with those block linear weights quantized
+//   modelQuantizedWeights(model) -> [{name, tensor}]  the quantized weights (int4 / i8 with quant info)
+//   modelLinearNames(model) -> [name]                 the blocks' linear weights, in layer order
+//   modelEmbeddingNames(model) -> {embedding, head}   the token embedding and LM head (equal when tied)
+//   modelGptqCheckpoint(model) -> {format, layers: [{name, qweight, qzeros, scales, g_idx}]}  for save
+//
+// modelCreate's optional third argument {bits, groupSize, descAct, sym, v2} says the checkpoint
+// stores GPTQ layers (config.json quantization_config), converted at load (model/gptq.h).
 //
 // `config` is the plain object src/model.ts builds from config.json (camelCase fields of
 // TransformerConfig). `perturbation` is {seed, scale, dist: 'normal'|'rademacher', trainable:
@@ -16,7 +25,9 @@
 #include <memory>
 
 #include "common.h"
+#include "quant_args.h"
 #include "model/transformer.h"
+#include "model/transformer_quant.h"
 
 namespace zeroth::napi {
 namespace {
@@ -127,9 +138,23 @@ TensorPtr optional_tensor(Napi::Env env, const Napi::Value& v, const char* what)
   return is_absent(v) ? nullptr : unwrap_tensor(env, v, what);
 }
 
+std::shared_ptr<const model::GptqFormat> parse_gptq(Napi::Env env, const Napi::Value& v) {
+  if (is_absent(v)) return nullptr;
+  if (!v.IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "the GPTQ format must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  auto f = std::make_shared<model::GptqFormat>();
+  f->bits = static_cast<int>(arg_int(env, o.Get("bits"), "quantization_config.bits"));
+  f->group_size = arg_int(env, o.Get("groupSize"), "quantization_config.group_size");
+  f->desc_act = bool_field(env, o, "descAct");
+  f->sym = bool_field(env, o, "sym");
+  f->v2 = bool_field(env, o, "v2");
+  return f;
+}
+
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const model::TransformerConfig config = parse_config(env, info[0]);
+  std::shared_ptr<const model::GptqFormat> gptq = parse_gptq(env, info[2]);
   if (!info[1].IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "weights must be an object {name: tensor}");
   Napi::Object w = info[1].As<Napi::Object>();
   Napi::Array keys = w.GetPropertyNames();
@@ -140,7 +165,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   }
   auto result = std::make_shared<std::shared_ptr<const Model>>();
   return run_async(
-      env, [config, weights, result] { *result = std::make_shared<const Model>(config, *weights); },
+      env, [config, weights, gptq, result] { *result = std::make_shared<const Model>(config, *weights, gptq.get()); },
       [result](Napi::Env e) -> Napi::Value {
         auto* box = new ModelBox{std::move(*result)};
         auto handle = Napi::External<ModelBox>::New(e, box, [](Napi::Env, ModelBox* b) { delete b; });
@@ -188,12 +213,14 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
       [result](Napi::Env e) { return wrap_tensor(e, std::move(*result)); });
 }
 
-Napi::Value Parameters(const Napi::CallbackInfo& info) {
+// The f32 weights (parameters) or the quantized ones, as [{name, tensor}].
+Napi::Value WeightList(const Napi::CallbackInfo& info, bool quantized) {
   Napi::Env env = info.Env();
   std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
-  Napi::Array out = Napi::Array::New(env, m->weights().size());
+  Napi::Array out = Napi::Array::New(env);
   uint32_t k = 0;
   for (const auto& w : m->weights()) {
+    if (static_cast<bool>(w.tensor->quant) != quantized) continue;
     Napi::Object o = Napi::Object::New(env);
     o.Set("name", w.name);
     o.Set("tensor", wrap_tensor(env, w.tensor));
@@ -202,12 +229,102 @@ Napi::Value Parameters(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value Parameters(const Napi::CallbackInfo& info) { return WeightList(info, false); }
+Napi::Value QuantizedWeights(const Napi::CallbackInfo& info) { return WeightList(info, true); }
+
 Napi::Value ParameterNames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
-  Napi::Array out = Napi::Array::New(env, m->weights().size());
+  Napi::Array out = Napi::Array::New(env);
   uint32_t k = 0;
-  for (const auto& w : m->weights()) out.Set(k++, w.name);
+  for (const auto& w : m->weights())
+    if (!w.tensor->quant) out.Set(k++, w.name);
+  return out;
+}
+
+Napi::Value LinearNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  const std::vector<std::string> names = m->linear_names();
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (uint32_t i = 0; i < names.size(); ++i) out.Set(i, names[i]);
+  return out;
+}
+
+Napi::Value EmbeddingNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("embedding", m->embedding_name());
+  o.Set("head", m->head_name());
+  return o;
+}
+
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  if (!info[1].IsArray()) throw_error(env, ZEROTH_E_INVALID_ARG, "the quantization plan must be an array");
+  Napi::Array items = info[1].As<Napi::Array>();
+  auto plan = std::make_shared<std::vector<std::pair<std::string, QuantizeOptions>>>();
+  for (uint32_t i = 0; i < items.Length(); ++i) {
+    if (!items.Get(i).IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "each plan entry must be an object");
+    Napi::Object o = items.Get(i).As<Napi::Object>();
+    plan->emplace_back(arg_string(env, o.Get("name"), "plan entry name"), quant_options(env, o));
+  }
+  // The box is updated on the main thread once the new model exists; calls in flight keep theirs.
+  auto box = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[0]));
+  auto result = std::make_shared<std::shared_ptr<const Model>>();
+  return run_async(
+      env, [m, plan, result] { *result = m->quantized(*plan); },
+      [box, result](Napi::Env e) -> Napi::Value {
+        ModelBox* b = box->Value().As<Napi::External<ModelBox>>().Data();
+        if (b->model) b->model = std::move(*result);  // a model disposed meanwhile stays disposed
+        return e.Undefined();
+      });
+}
+
+// modelGptqCheckpoint(model) -> {format: {bits, groupSize, descAct, sym, v2}, layers: [{name,
+// qweight, qzeros, scales, g_idx}]}: every quantized layer in GPTQ layout, with one format for
+// the whole checkpoint (E_UNSUPPORTED when the layers cannot share one).
+Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
+  struct Layer {
+    std::string name;
+    model::GptqTensors t;
+  };
+  std::vector<Layer> layers;
+  model::GptqFormat format;
+  guarded(env, [&] {
+    std::vector<const model::Weight*> quantized;
+    for (const auto& w : m->weights())
+      if (w.tensor->quant) quantized.push_back(&w);
+    format = model::gptq_checkpoint_format(quantized);
+    for (const model::Weight* w : quantized) {
+      const std::string stem = w->name.size() > 7 && w->name.compare(w->name.size() - 7, 7, ".weight") == 0
+                                   ? w->name.substr(0, w->name.size() - 7) : w->name;
+      layers.push_back({w->name, model::quantized_to_gptq(stem, *w->tensor, format)});
+    }
+  });
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("bits", Napi::Number::New(env, format.bits));
+  f.Set("groupSize", Napi::Number::New(env, static_cast<double>(format.group_size)));
+  f.Set("descAct", Napi::Boolean::New(env, format.desc_act));
+  f.Set("sym", Napi::Boolean::New(env, format.sym));
+  f.Set("v2", Napi::Boolean::New(env, format.v2));
+  out.Set("format", f);
+  Napi::Array list = Napi::Array::New(env, layers.size());
+  for (uint32_t i = 0; i < layers.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", layers[i].name);
+    o.Set("qweight", wrap_tensor(env, layers[i].t.qweight));
+    o.Set("qzeros", wrap_tensor(env, layers[i].t.qzeros));
+    o.Set("scales", wrap_tensor(env, layers[i].t.scales));
+    o.Set("g_idx", wrap_tensor(env, layers[i].t.g_idx));
+    list.Set(i, o);
+  }
+  out.Set("layers", list);
   return out;
 }
 
@@ -243,6 +360,11 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelParameters", Napi::Function::New(env, Parameters));
   exports.Set("modelParameterNames", Napi::Function::New(env, ParameterNames));
   exports.Set("modelDispose", Napi::Function::New(env, Dispose));
+  exports.Set("modelQuantize", Napi::Function::New(env, Quantize));
+  exports.Set("modelQuantizedWeights", Napi::Function::New(env, QuantizedWeights));
+  exports.Set("modelLinearNames", Napi::Function::New(env, LinearNames));
+  exports.Set("modelEmbeddingNames", Napi::Function::New(env, EmbeddingNames));
+  exports.Set("modelGptqCheckpoint", Napi::Function::New(env, GptqCheckpoint));
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 //   quantize(w, {bits, groupSize?, symmetric?, scaleDtype?: 'f32'|'f16', clip?}) -> handle
 //        (int4: dtype int4; int8: dtype i8 with quant info; src/quant.ts reports it as 'int8')
 //   dequantize(q) -> f32 handle
-//   quantInfo(q) -> {bits, groupSize, symmetric, scales: handle, zeros?: handle} | null (not quantized)
+//   quantInfo(q) -> {bits, groupSize, symmetric, scales: handle, zeros?: handle, perm?: handle} | null
 //   int4Matmul(x, q) -> f32 handle [M, out] (or [out] for x [in]); int4MatmulAsync -> Promise
 //   quantKernel(q) -> name of the GEMV kernel the current SIMD level runs for q
 //   benchInt4Gemv(out, in, reps, {bits?, groupSize?}?) -> {seconds, weightBytes, kernel}
@@ -17,27 +17,15 @@
 #include <vector>
 
 #include "common.h"
+#include "quant_args.h"
 #include "core/parallel.h"
 #include "cpu/gemm.h"
 #include "cpu/int4_gemm.h"
 #include "cpu/quant.h"
 
 namespace zeroth::napi {
+
 namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-template <typename F>
-double fastest(int64_t reps, F&& once) {
-  once();
-  double best = 1e300;
-  for (int64_t r = 0; r < reps; ++r) {
-    const double t0 = now();
-    once();
-    best = std::min(best, now() - t0);
-  }
-  return best;
-}
 
 Napi::Object opt_object(Napi::Env env, const Napi::Value& v, const char* what) {
   if (v.IsUndefined() || v.IsNull()) return Napi::Object::New(env);
@@ -51,6 +39,8 @@ bool opt_bool(Napi::Env env, const Napi::Object& o, const char* key, bool fallba
   if (!v.IsBoolean()) throw_error(env, ZEROTH_E_INVALID_ARG, std::string("quantize: ") + key + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
+
+}  // namespace
 
 QuantizeOptions quant_options(Napi::Env env, const Napi::Value& v) {
   Napi::Object o = opt_object(env, v, "quantize options");
@@ -67,6 +57,22 @@ QuantizeOptions quant_options(Napi::Env env, const Napi::Value& v) {
     else throw_error(env, ZEROTH_E_INVALID_ARG, "quantize: scaleDtype must be 'f32' or 'f16', got '" + s + "'");
   }
   return q;
+}
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+template <typename F>
+double fastest(int64_t reps, F&& once) {
+  once();
+  double best = 1e300;
+  for (int64_t r = 0; r < reps; ++r) {
+    const double t0 = now();
+    once();
+    best = std::min(best, now() - t0);
+  }
+  return best;
 }
 
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
@@ -93,6 +99,7 @@ Napi::Value QuantInfoOf(const Napi::CallbackInfo& info) {
   // Shared, not copied: quant parameters are immutable once made (core/tensor.cpp tensor_copy).
   o.Set("scales", wrap_tensor(env, q->quant->scales));
   if (q->quant->zeros) o.Set("zeros", wrap_tensor(env, q->quant->zeros));
+  if (q->quant->perm) o.Set("perm", wrap_tensor(env, q->quant->perm));
   return o;
 }
 

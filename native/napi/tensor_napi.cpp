@@ -151,7 +151,12 @@ Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("liveTensors", Napi::Number::New(info.Env(), static_cast<double>(s.live_storages)));
   o.Set("liveBytes", Napi::Number::New(info.Env(), static_cast<double>(s.live_bytes)));
+  o.Set("cachedBytes", Napi::Number::New(info.Env(), static_cast<double>(cached_memory_bytes())));
   return o;
+}
+
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(release_cached_memory()));
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -183,6 +188,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
 }

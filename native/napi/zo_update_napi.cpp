@@ -5,6 +5,7 @@
 //   adamUpdate(targets, m, v, grad, {beta1, beta2, eps, lr, decay, t}) -> Promise<void>
 //   signUpdate(targets, grad, lr, decay) -> Promise<void>
 //   preconditionedUpdate(targets, precond, seed, dist, step, decay) -> Promise<void>
+//   holdFloor(tensors, floors) -> void   (small tensors: quantization scales; runs inline)
 // where grad is {seed, dist, c} (ĝ = c·z(seed)) or {scratch: [buffers]}.
 #include "cpu/zo_update.h"
 #include "zo_args.h"
@@ -94,7 +95,16 @@ Napi::Value PreconditionedUpdate(const Napi::CallbackInfo& info) {
   return run_async(env, [=] { preconditioned_update(targets, precond, seed, dist, step, decay); }, undefined_value);
 }
 
+Napi::Value HoldFloor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto x = arg_tensor_list(env, info[0], "tensors");
+  auto floors = arg_tensor_list(env, info[1], "floors");
+  guarded(env, [&] { hold_floor(x, floors); });
+  return env.Undefined();
+}
+
 void init(Napi::Env env, Napi::Object exports) {
+  exports.Set("holdFloor", Napi::Function::New(env, HoldFloor));
   exports.Set("accumulateZ", Napi::Function::New(env, AccumulateZ));
   exports.Set("momentumUpdate", Napi::Function::New(env, MomentumUpdate));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate));

@@ -40,7 +40,8 @@ export const spec: Record<string, FlagSpec> = {
   momentum: { type: 'number', help: 'zosgd heavy-ball momentum', default: 0 },
   'weight-decay': { type: 'number', help: 'decoupled weight decay', default: 0 },
   queries: { type: 'number', help: 'perturbations averaged per step (n-SPSA)', default: 1 },
-  trainable: { type: 'string', help: 'full | bias | lora (rank 8, alpha 16 adapters on the attention projections; merged on save)', default: 'full' },
+  trainable: { type: 'string', help: "full | bias | lora (rank 8, alpha 16 adapters on the attention projections; merged on save) | scales (QZO: a quantized --model's int4 scales, e.g. from `zeroth quantize`)", default: 'full' },
+  'grad-clip': { type: 'number', help: 'clip each projected gradient to [-C, C] (QZO; default: off)' },
   'max-length': { type: 'number', help: 'longest example in tokens (longer ones are cut)', default: 128 },
   'eval-every': { type: 'number', help: 'evaluate on held-out data every N steps (0: only before and after)', default: 100 },
   'eval-batch': { type: 'number', help: 'examples per evaluation batch', default: 16 },
@@ -55,7 +56,7 @@ export const spec: Record<string, FlagSpec> = {
 
 /** Flags that shape the run: a resumed run must keep them. */
 const RUN_FLAGS = ['model', 'data', 'eval', 'task', 'task-config', 'objective', 'lr', 'eps', 'batch', 'seed', 'optimizer',
-  'momentum', 'weight-decay', 'queries', 'trainable', 'max-length', 'device'] as const;
+  'momentum', 'weight-decay', 'queries', 'trainable', 'max-length', 'device', 'grad-clip'] as const;
 
 interface RunConfig {
   model: string;
@@ -72,7 +73,8 @@ interface RunConfig {
   momentum: number;
   'weight-decay': number;
   queries: number;
-  trainable: 'full' | 'bias' | 'lora';
+  trainable: 'full' | 'bias' | 'lora' | 'scales';
+  'grad-clip'?: number;
   'max-length': number;
   device: 'cpu' | 'cuda';
 }
@@ -93,7 +95,7 @@ const METRICS_FILE = 'metrics.jsonl';
 
 function runConfig(flags: Flags): RunConfig {
   const task = choiceFlag(flags, 'task', ['lm', 'classify', 'choice'] as const);
-  const trainable = choiceFlag(flags, 'trainable', ['full', 'bias', 'lora'] as const);
+  const trainable = choiceFlag(flags, 'trainable', ['full', 'bias', 'lora', 'scales'] as const);
   const cfg: RunConfig = {
     model: resolve(typeof flags.model === 'string' ? flags.model : DEFAULT_MODEL),
     task,
@@ -110,6 +112,7 @@ function runConfig(flags: Flags): RunConfig {
     'max-length': intFlag(flags, 'max-length', 2),
     device: choiceFlag(flags, 'device', ['cpu', 'cuda'] as const),
   };
+  if (flags['grad-clip'] !== undefined) cfg['grad-clip'] = numberFlag(flags, 'grad-clip', (x) => x > 0, 'a positive number');
   if (typeof flags.data === 'string') cfg.data = resolve(flags.data);
   if (typeof flags.eval === 'string') cfg.eval = resolve(flags.eval);
   if (typeof flags['task-config'] === 'string') cfg['task-config'] = resolve(flags['task-config']);
@@ -120,7 +123,7 @@ function runConfig(flags: Flags): RunConfig {
 }
 
 function makeOptimizer(model: Model, cfg: RunConfig): ZOOptimizer {
-  const opts = { lr: cfg.lr, eps: cfg.eps, weightDecay: cfg['weight-decay'], queries: cfg.queries, seed: cfg.seed };
+  const opts = { lr: cfg.lr, eps: cfg.eps, weightDecay: cfg['weight-decay'], queries: cfg.queries, seed: cfg.seed, gradClip: cfg['grad-clip'] };
   switch (cfg.optimizer) {
     case 'zosgd': return new ZOSGD(model, { ...opts, momentum: cfg.momentum });
     case 'zoadam': return new ZOAdam(model, opts);
@@ -203,10 +206,11 @@ export async function run(argv: string[]): Promise<void> {
     // LoRA adapters start from the run's seed, so --resume and replay rebuild the same ones.
     const params = cfg.trainable === 'bias' ? model.trainable({ mode: 'bias' })
       : cfg.trainable === 'lora' ? model.trainable({ mode: 'lora', rank: 8, alpha: 16, seed: cfg.seed })
-        : model.trainable({ mode: 'full' });
+        : cfg.trainable === 'scales' ? model.trainable({ mode: 'scales' })
+          : model.trainable({ mode: 'full' });
     let trained = 0;
     for (const t of Object.values(params)) { trained += t.numel; t.dispose(); }
-    console.log(`model: ${cfg.model} (${{ full: 'all', bias: 'bias/norm', lora: 'LoRA rank-8 adapter' }[cfg.trainable]} parameters train: ${trained.toLocaleString('en-US')})`);
+    console.log(`model: ${cfg.model} (${{ full: 'all', bias: 'bias/norm', lora: 'LoRA rank-8 adapter', scales: 'quantization scale' }[cfg.trainable]} parameters train: ${trained.toLocaleString('en-US')})`);
     for (const n of data.notes) console.log(n);
     console.log(`task: ${cfg.task}${cfg.objective === 'accuracy' ? ' (objective: 1 - accuracy)' : ''}; ${cfg.optimizer} lr ${cfg.lr} eps ${cfg.eps} batch ${cfg.batch} seed ${cfg.seed}; ${steps} steps -> ${out}`);
 

@@ -14,6 +14,7 @@ const commands: Record<string, Command> = {
   generate: { summary: 'continue a prompt with a model', load: () => import('./generate.js') },
   replay: { summary: 'rebuild a fine-tuned model from its base model and trajectory', load: () => import('./replay.js') },
   trace: { summary: 'Hessian trace of the loss, whole and per block, from forward passes', load: () => import('./trace.js') },
+  quantize: { summary: 'quantize a model to int4 / int8 (or a Hessian-aware mix) and write a GPTQ checkpoint', load: () => import('./quantize.js') },
   devices: { summary: 'list the devices zeroth can use and how it was built', load: () => import('./devices.js') },
 };
 

@@ -16,12 +16,14 @@ export class ModelPerturber implements Perturber {
   readonly #numel = new Map<string, number>();
   #current: { names: readonly string[]; seed: bigint; scale: number; dist: Distribution } | undefined;
 
-  constructor(private readonly model: Model) {
-    this.names = model.trainableNames();
+  /** `names`: the weights to perturb (default: the model's trainable set). */
+  constructor(private readonly model: Model, names?: readonly string[]) {
+    this.names = names ? [...names] : model.trainableNames();
     for (const [n, t] of Object.entries(model.parameters())) {
       if (this.names.includes(n)) this.#numel.set(n, t.numel);
       t.dispose();
     }
+    for (const n of this.names) check(this.#numel.has(n), `hessianTrace: '${n}' is not a float parameter of the model`);
   }
 
   numel(name: string): number {

@@ -46,6 +46,8 @@ export interface HessianTraceOptions {
   params?: CurvatureParams;
   /** Models: the batch whose loss is probed (the model's trainable set is perturbed, on the fly). */
   batch?: Batch;
+  /** Models: the weights to perturb instead of the trainable set. */
+  names?: readonly string[];
   /** Probe budget (per block): default 64, or 1024 when relStdErr is given. */
   probes?: number;
   /** Stop once stdErr ≤ relStdErr·|trace| (tested from 8 probes on). */
@@ -177,7 +179,7 @@ export async function hessianTrace(target: CurvatureClosure | Model, opts: Hessi
   let perturber: Perturber;
   if (target instanceof Model) {
     check(isBatch(opts.batch), 'hessianTrace(model, {batch}): pass batch: {inputIds, attentionMask} (int32 [B, T])');
-    const mp = new ModelPerturber(target);
+    const mp = new ModelPerturber(target, opts.names);
     perturber = mp;
     closure = mp.closure(opts.batch);
   } else {

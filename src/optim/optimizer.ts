@@ -12,7 +12,7 @@ import { batchLoss, isBatch, ModelProber, type Batch } from './model_prober.js';
 import { ParamSet, type Masks, type Params } from './params.js';
 import { SeedSequence } from './seeds.js';
 import { decodeTrajectory, encodeTrajectory, type OptimizerKind, type TrajectoryHeader, type TrajectoryStep } from './trajectory.js';
-import { applyStep, UpdateState } from './update.js';
+import { applyStep, isQuantScale, UpdateState } from './update.js';
 
 /** A loss: a number, or a one-element tensor (which the optimizer reads and disposes). */
 export type LossValue = number | Tensor;
@@ -41,6 +41,18 @@ export interface ZOOptions {
   nonFinite?: 'skip' | 'throw';
   /** f16/bf16 parameters: round updates stochastically instead of to nearest (QuZO). */
   stochasticRounding?: boolean;
+  /**
+   * Clip each projected gradient to [−gradClip, gradClip] before the update (QZO's clipping of
+   * the directional derivative, which keeps one noisy pair of losses from wrecking the
+   * low-bit scales). Default: no clipping. The trajectory records the clipped value.
+   */
+  gradClip?: number;
+  /**
+   * Quantization scales (parameters named '*.scales', which QZO trains) never fall below
+   * scaleFloor × their value when the optimizer was made, nor change sign (default 0.1;
+   * 0 turns the floor off). Other parameters are unaffected.
+   */
+  scaleFloor?: number;
 }
 
 export interface QueryResult {
@@ -79,6 +91,11 @@ function nonNegative(x: number | undefined, name: string): number {
   if (x === undefined) return 0;
   check(Number.isFinite(x) && x >= 0, `${name} must be a non-negative finite number, got ${x}`);
   return x;
+}
+
+/** g clipped to [−clip, clip] (no clipping when clip is absent); NaN stays NaN so it is rejected. */
+function clipGrad(g: number, clip: number | boolean | undefined): number {
+  return typeof clip === 'number' && Math.abs(g) > clip ? Math.sign(g) * clip : g;
 }
 
 /** Reads a closure's loss: a number, or a one-element f32/f64 tensor (read, then disposed). */
@@ -175,6 +192,9 @@ export abstract class ZOOptimizer {
     const seed = opts.seed ?? 0;
     check(typeof seed === 'bigint' || Number.isSafeInteger(seed), 'seed must be a safe integer or a bigint');
     this.options = { ...options, stochasticRounding: opts.stochasticRounding ?? false };
+    if (opts.gradClip !== undefined) this.options.gradClip = positive(opts.gradClip, 'gradClip', Infinity);
+    const scaleFloor = opts.scaleFloor ?? 0.1;
+    check(Number.isFinite(scaleFloor) && scaleFloor >= 0 && scaleFloor < 1, `scaleFloor must be in [0, 1), got ${scaleFloor}`);
     if (this.conservative && (kind !== 'zosgd' || Number(options.momentum) > 0 || this.queries !== 1 ||
         this.weightDecay !== 0 || this.options.stochasticRounding)) {
       // The candidate a conservative step scores is θ − lr·g·z; decay or stochastic rounding
@@ -206,6 +226,9 @@ export abstract class ZOOptimizer {
       for (const t of this.#modelTensors) t.dispose();
       throw err;
     }
+    // The floor is set from the scales as they are now: replay starts from the same base.
+    if (scaleFloor > 0 && this.params.names.some(isQuantScale)) this.options.scaleFloor = scaleFloor;
+    this.#state.initFloors(this.params, this.options.scaleFloor);
     this.#seeds = new SeedSequence(seed);
     this.#journal = native.journalCreate() as object;
   }
@@ -262,7 +285,7 @@ export abstract class ZOOptimizer {
         perturbed = true;
         const lossPlus = await prober.probe(seed, this.eps);
         const lossMinus = await prober.probe(seed, -this.eps);
-        const projectedGrad = (lossPlus - lossMinus) / (2 * this.eps);
+        const projectedGrad = clipGrad((lossPlus - lossMinus) / (2 * this.eps), this.options.gradClip);
         queries.push({ seed, lossPlus, lossMinus, projectedGrad });
         const finite = Number.isFinite(projectedGrad) && (lossBefore === undefined || Number.isFinite(lossBefore));
         // Each query perturbs around the clean weights: restore before the next seed. The last

@@ -44,6 +44,7 @@ export async function replay(params: Params | Model, trajectory: Uint8Array | Tr
   try {
     const set = new ParamSet(params, masks);
     set.assertMatches(t.header.params, 'replay');
+    state.initFloors(set, t.header.options.scaleFloor);
     for (let i = 0; i < t.steps.length; i++) {
       if (opts.signal?.aborted) {
         throw new ZerothError('E_ABORTED', `replay aborted after ${i} of ${t.steps.length} steps; the weights hold step ${i}`);

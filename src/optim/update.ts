@@ -1,9 +1,16 @@
 // update.ts — the update rule of each ZO optimizer, as one function shared by a live step
 // and by replay: both make exactly the same native calls, so replay is bit-exact.
+import { check } from '../errors.js';
 import { native } from '../native.js';
+import * as ops from '../ops.js';
 import { zeros, type Tensor } from '../tensor.js';
 import type { ParamSet } from './params.js';
 import type { TrajectoryHeader, TrajectoryStep } from './trajectory.js';
+
+/** Quantization scales of a quantized model's layers (what QZO trains) are named '<layer>.scales'. */
+export function isQuantScale(name: string): boolean {
+  return name.endsWith('.scales');
+}
 
 /** Optimizer state that lives between steps (allocated lazily, f32, one per parameter). */
 export class UpdateState {
@@ -12,15 +19,37 @@ export class UpdateState {
   scratch: Tensor<'f32'>[] | undefined;
   /** Updates applied so far (Adam's bias correction uses it). */
   applied = 0;
+  /** QZO's scale floor: quantization scales and their floors (scaleFloor × the starting scale). */
+  floors: { index: number; floor: Tensor<'f32'> }[] = [];
+
+  /** Sets the floors of the quantization scales among `params` from their current values. */
+  initFloors(params: ParamSet, fraction: number | boolean | undefined): void {
+    if (typeof fraction !== 'number' || fraction <= 0) return;
+    params.names.forEach((name, index) => {
+      if (!isQuantScale(name)) return;
+      const t = params.tensors[index]!;
+      check(t.dtype === 'f32', `${name}: quantization scales must be f32 to train, got ${t.dtype}`, 'E_DTYPE');
+      const floor = ops.mul(t, fraction) as Tensor<'f32'>;
+      this.floors.push({ index, floor });
+    });
+  }
 
   buffers(params: ParamSet, which: 'momentum' | 'second' | 'scratch'): Tensor<'f32'>[] {
     this[which] ??= params.zerosLike((shape) => zeros(shape));
     return this[which]!;
   }
 
+  /** Applies the floors after an update (nothing when there are none). */
+  holdFloors(params: ParamSet): void {
+    if (this.floors.length === 0) return;
+    native.holdFloor(this.floors.map((f) => params.tensors[f.index]!.handle), this.floors.map((f) => f.floor.handle));
+  }
+
   dispose(): void {
     for (const list of [this.momentum, this.second, this.scratch]) list?.forEach((t) => t.dispose());
     this.momentum = this.second = this.scratch = undefined;
+    for (const f of this.floors) f.floor.dispose();
+    this.floors = [];
   }
 }
 
@@ -73,6 +102,7 @@ export async function applyStep(
       if (fused) await fused({}); // restore exactly, then one update pass per query
       for (let k = 0; k < q; k++) await native.applyUpdate(params.targets(), step.seeds[k], header.distribution, opts(k));
     }
+    state.holdFloors(params);
     state.applied = t;
     return;
   }
@@ -97,5 +127,6 @@ export async function applyStep(
       await native.signUpdate(targets, grad, lr, decay);
       break;
   }
+  state.holdFloors(params);
   state.applied = t;
 }
