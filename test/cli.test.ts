@@ -152,6 +152,43 @@ describe('zeroth finetune', () => {
   });
 });
 
+describe('zeroth quantize', () => {
+  it('writes a GPTQ checkpoint that eval loads, and finetune --trainable scales trains it (QZO)', () => {
+    const q = join(scratch, 'tiny-int4');
+    const r = run(['quantize', '--model', tiny.model, '--data', tiny.data, '--group-size', '32', '--eval-examples', '16', '--out', q]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/quantized 8 linear layers \(8 int4, 0 int8\)/);
+    const before = evalLoss(r.stdout, 'before');
+    const after = evalLoss(r.stdout, 'after');
+    expect(Math.abs(after - before)).toBeLessThan(0.5); // int4 at group 32 stays close to f32
+    const config = JSON.parse(readFileSync(join(q, 'config.json'), 'utf8')) as { quantization_config: { quant_method: string; group_size: number } };
+    expect(config.quantization_config).toMatchObject({ quant_method: 'gptq', group_size: 32 });
+    expect(existsSync(join(q, 'tokenizer.json'))).toBe(true);
+    const ev = run(['eval', '--model', q, '--data', tiny.data, '--json']);
+    expect(ev.code).toBe(0);
+    const out = join(scratch, 'tiny-qzo');
+    const ft = run(['finetune', '--model', q, '--data', tiny.data, '--trainable', 'scales', '--steps', '4', '--lr', '1e-4', '--grad-clip', '10', '--eval-every', '0', '--out', out]);
+    expect(ft.stderr).toBe('');
+    expect(ft.code).toBe(0);
+    expect(ft.stdout).toMatch(/quantization scale parameters train: [\d,]+\)/);
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).quantization_config.quant_method).toBe('gptq');
+  });
+
+  it('--plan hessian keeps the blocks that matter at int8 within --budget; a budget below int4 is refused', () => {
+    const r = run(['quantize', '--model', tiny.model, '--data', tiny.data, '--plan', 'hessian', '--budget', '1MB', '--group-size', '32',
+      '--probes', '4', '--eval-examples', '0', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout.trim().split('\n').pop()!) as { bytesAfter: number; blocks: { bits: number }[] };
+    expect(report.bytesAfter).toBeLessThanOrEqual(1e6);
+    expect(report.blocks).toHaveLength(2);
+    const tooSmall = run(['quantize', '--model', tiny.model, '--data', tiny.data, '--plan', 'hessian', '--budget', '10kB', '--eval-examples', '0']);
+    expect(tooSmall.code).not.toBe(0);
+    expect(tooSmall.stderr).toMatch(/budgetBytes.*E_INVALID_ARG/s);
+  });
+});
+
 describe('help and errors', () => {
   it('--help of every command', () => {
     for (const [cmd, flags] of [['finetune', ['--model', '--data', '--eval', '--steps', '--lr', '--eps', '--batch', '--seed', '--trainable', '--device', '--out', '--resume']],
