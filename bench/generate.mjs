@@ -6,8 +6,9 @@
 //
 // Modes:
 //   f32              the model as built
-//   int4             block linear layers int4 (group 128, asymmetric), token embedding / tied
-//                    LM head int8 per row: what a memory-bound server would run
+//   int4             every matrix int4 (group 128, asymmetric): block linear layers and the token
+//                    embedding / tied LM head, as llama.cpp's 4-bit files do
+//   int4-int8-embed  block layers int4, embedding / head int8 per row
 //   int4-f32-embed   block layers int4, embedding and head left f32 (model.quantize's default)
 // Figures per mode, all measured in this run:
 //   tokensPerSecond  new tokens / seconds of one generate() call (KV cache), after a warm-up call
@@ -36,7 +37,8 @@ async function child(mode) {
   const { randomGpt2 } = await import('./gpt2.mjs');
   const V = 50257;
   const { model } = await randomGpt2(zeroth, { L: 12, D: 768, H: 12, V, P: 1024 });
-  if (mode === 'int4') await model.quantize({ bits: 4, groupSize: 128, embeddings: 8 });
+  if (mode === 'int4') await model.quantize({ bits: 4, groupSize: 128, embeddings: 4 });
+  if (mode === 'int4-int8-embed') await model.quantize({ bits: 4, groupSize: 128, embeddings: 8 });
   if (mode === 'int4-f32-embed') await model.quantize({ bits: 4, groupSize: 128 });
   const prompt = zeroth.tensor(Int32Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % V), { dtype: 'i32', shape: [1, PROMPT] });
   (await model.generate(prompt, { maxNewTokens: 4 })).dispose(); // warm-up: workspace and KV cache buffers
@@ -57,7 +59,7 @@ if (process.argv[2] === '--child') {
   await child(process.argv[3]);
 } else {
   const results = {};
-  for (const mode of ['f32', 'int4', 'int4-f32-embed']) {
+  for (const mode of ['f32', 'int4', 'int4-int8-embed', 'int4-f32-embed']) {
     const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', mode], { encoding: 'utf8', env: process.env });
     if (r.status !== 0) throw new Error(`${mode} child failed: ${r.stderr}`);
     results[mode] = JSON.parse(r.stdout);
@@ -72,6 +74,7 @@ if (process.argv[2] === '--child') {
     shape: { layers: 12, dim: 768, heads: 12, vocab: 50257, batch: 1, prompt: PROMPT, newTokens: TOKENS },
     f32: summary(f32),
     int4: summary(results.int4),
+    int4Int8Embeddings: summary(results['int4-int8-embed']),
     int4F32Embeddings: summary(results['int4-f32-embed']),
     targets: { speedup: 3, peakRatio: 0.3 },
   }, null, 2));

@@ -1,5 +1,8 @@
 // backend_cpu.cpp — the CPU device table and device lookup.
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdint>
 #include <cstdlib>
@@ -102,7 +105,15 @@ void prefault(void* p, size_t bytes) {
 
 }  // namespace
 
-size_t release_cached_memory() { return mmap_cache().clear(); }
+size_t release_cached_memory() {
+  const size_t released = mmap_cache().clear();
+#if defined(__GLIBC__)
+  // Also hand back the free pages of the C heap: large JavaScript buffers freed after building
+  // or quantizing a model often stay in glibc's heap (its mmap threshold grows after big frees).
+  malloc_trim(0);
+#endif
+  return released;
+}
 size_t cached_memory_bytes() { return mmap_cache().cached(); }
 
 namespace {

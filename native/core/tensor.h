@@ -29,7 +29,7 @@ struct MemoryStats {
 };
 MemoryStats memory_stats();
 // Freed CPU blocks the allocator keeps mapped for reuse (at most 1 GiB), and a way to return
-// them to the OS now (backend_cpu.cpp).
+// them to the OS now, with the C heap's free pages (backend_cpu.cpp).
 size_t cached_memory_bytes();
 size_t release_cached_memory();
 

@@ -25,6 +25,7 @@
 #include "core/cpu_features.h"
 #include "core/errors.h"
 #include "core/parallel.h"
+#include "cpu/gemv.h"
 #include "gemm_kernels.h"
 #include "perturb.h"
 
@@ -276,6 +277,10 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  if (M <= kGemvMaxRows && !trans_a && !b_perturb.active) {  // generation: stream B once (gemv.h)
+    gemv_f32(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
 

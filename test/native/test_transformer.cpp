@@ -106,12 +106,14 @@ static void check_fixture(const std::string& dir, const std::string& name) {
       const double d = std::fabs(loss->as<double>()[b] - f.loss->as<double>()[b]);
       check(d <= 1e-5, tag + " loss row " + std::to_string(b) + " within 1e-5 (diff " + std::to_string(d) + ")");
     }
-    // The LM head in chunks of 5 rows (pairs span several chunks and rows) gives the same losses.
+    // The LM head in chunks of 5 rows (pairs span several chunks and rows) gives the same losses,
+    // up to float rounding: a chunk of at most 4 rows takes the few-rows GEMV (cpu/gemv.h),
+    // which sums in another order than the blocked GEMM.
     model.set_loss_chunk_rows(5);
     TensorPtr chunked = model.loss(*f.ids, f.mask.get());
     model.set_loss_chunk_rows(0);
     for (int64_t b = 0; b < f.loss->numel; ++b)
-      check(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-9, tag + " chunked loss row " + std::to_string(b));
+      check(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-6, tag + " chunked loss row " + std::to_string(b));
   }
   set_simd_level(SimdLevel::Avx512);  // back to the best this CPU has
 }
