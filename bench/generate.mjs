@@ -17,18 +17,12 @@
 //   peakMiB          VmHWM during generation (reset through /proc/self/clear_refs once the model
 //                    is ready): what serving the model takes, the model build excluded
 // Targets (issue #8): int4 tokens/s >= 3x f32; int4 peak <= 0.3x f32.
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mib, runChild, statusKb } from './proc.mjs';
 
 const TOKENS = Math.max(1, Number(process.env.ZEROTH_BENCH_TOKENS ?? 64));
 const PROMPT = 32;
-const mib = (kb) => kb / 1024;
-
-function statusKb(field) {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 
 async function child(mode) {
   const { join, dirname } = await import('node:path');
@@ -60,9 +54,7 @@ if (process.argv[2] === '--child') {
 } else {
   const results = {};
   for (const mode of ['f32', 'int4', 'int4-int8-embed', 'int4-f32-embed']) {
-    const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', mode], { encoding: 'utf8', env: process.env });
-    if (r.status !== 0) throw new Error(`${mode} child failed: ${r.stderr}`);
-    results[mode] = JSON.parse(r.stdout);
+    results[mode] = runChild(fileURLToPath(import.meta.url), mode);
   }
   const f32 = results.f32;
   const summary = (r) => ({

@@ -11,17 +11,11 @@
 //                     counts only what the steps (or forwards) add on top of the weights
 //   ratio             finetune / inference of workloadPeak (target <= 1.1); peakRatio the same
 //                     for the whole-process peak (which the random-weight build in JS dominates)
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mib, runChild, statusKb } from './proc.mjs';
 
 const STEPS = Math.max(1, Number(process.env.ZEROTH_BENCH_STEPS ?? 3));
-const mib = (kb) => kb / 1024;
-
-function statusKb(field) {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
 
 async function child(mode) {
   // The same random GPT-2-small model as bench/zo-step.mjs (bench/gpt2.mjs).
@@ -53,9 +47,7 @@ if (process.argv[2] === '--child') {
 } else {
   const results = {};
   for (const mode of ['inference', 'finetune']) {
-    const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--child', mode], { encoding: 'utf8', env: process.env });
-    if (r.status !== 0) throw new Error(`${mode} child failed: ${r.stderr}`);
-    results[mode] = JSON.parse(r.stdout);
+    results[mode] = runChild(fileURLToPath(import.meta.url), mode);
   }
   const inf = results.inference;
   const ft = results.finetune;

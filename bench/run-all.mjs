@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const wanted = process.argv.slice(2);
 const names = readdirSync(here)
-  .filter((f) => f.endsWith('.mjs') && f !== 'run-all.mjs' && f !== 'gpt2.mjs')
+  .filter((f) => f.endsWith('.mjs') && f !== 'run-all.mjs' && f !== 'gpt2.mjs' && f !== 'proc.mjs')
   .map((f) => f.replace(/\.mjs$/, ''))
   .filter((n) => wanted.length === 0 || wanted.includes(n));
 
