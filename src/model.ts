@@ -484,9 +484,13 @@ export class Model {
    * Writes config.json and model.safetensors in the Hugging Face layout, loadable by loadModel
    * and by Hugging Face tools. Tied weights are written once, as in the checkpoint. Float
    * models are written in f32 with LoRA adapters merged into their base weights. Quantized
-   * models are written as a 4-bit GPTQ checkpoint (quantization_config in config.json; scales
-   * rounded to f16, codes exact); LoRA adapters over quantized layers cannot be merged into
-   * integer codes, so they go to adapter_model.safetensors + adapter_config.json (PEFT layout).
+   * models are written as a GPTQ checkpoint (quantization_config in config.json; scales
+   * rounded to f16, codes exact): int4 layers as 4-bit, int8 layers as symmetric 8-bit GPTQ
+   * (zero 128); layers the base bits / group_size do not describe (int8 next to int4, another
+   * group size) and block layers left in float get exact-name `dynamic` entries
+   * ("+:^<name>$" / "-:^<name>$", as GPTQModel writes them). LoRA adapters over quantized
+   * layers cannot be merged into integer codes, so they go to adapter_model.safetensors +
+   * adapter_config.json (PEFT layout).
    */
   async save(dir: string): Promise<void> {
     check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');

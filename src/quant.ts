@@ -113,7 +113,8 @@ export function quantInfo(q: Tensor): QuantInfo {
 }
 
 /**
- * The integer codes, one per element: 0..15 for int4 (Uint8Array), −127..127 for int8 (Int8Array),
+ * The integer codes, one per element: 0..15 for int4 (Uint8Array), −128..127 for int8 (Int8Array;
+ * quantize writes −127..127, GPTQ 8-bit checkpoints may hold −128),
  * row-major in stored-column order (see QuantInfo.perm for act-order weights).
  */
 export function quantCodes(q: Tensor): Uint8Array | Int8Array {

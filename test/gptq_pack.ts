@@ -1,35 +1,38 @@
-// gptq_pack.ts — test helper (not a spec file): one linear layer's 4-bit quantization data packed
+// gptq_pack.ts — test helper (not a spec file): one linear layer's 4- or 8-bit quantization data packed
 // the way GPTQ checkpoints store it (AutoGPTQ / GPTQModel / transformers + optimum), with this
 // file's own packing code, plus the float64 reference of the weights a GPTQ loader reconstructs.
 // Use it to write GPTQ checkpoints for tests: put the tensors under "<stem>.qweight", ".qzeros",
 // ".scales", ".g_idx" and write them with writeSafetensors.
 //
-// Layout (4 bits; per layer, in = input features, out = output features):
-//   qweight i32 [in/8, out]        8 codes per int32 along the INPUT dimension, low bits first:
-//                                  code(i, o) = (qweight[i/8, o] >> 4·(i%8)) & 15
-//   qzeros  i32 [groups, ⌈out/8⌉]  8 zero fields per int32 along the OUTPUT dimension, low bits first;
+// Layout (b = bits, 4 or 8; p = 32 / b codes per word; in = input features, out = output features):
+//   qweight i32 [in/p, out]        p codes per int32 along the INPUT dimension, low bits first:
+//                                  code(i, o) = (qweight[i/p, o] >> b·(i%p)) & (2^b − 1)
+//   qzeros  i32 [groups, ⌈out/p⌉]  p zero fields per int32 along the OUTPUT dimension, low bits first;
 //                                  field = zero − 1 in checkpoint_format "gptq" (v1), zero in "gptq_v2"
 //   scales  f16 [groups, out]
 //   g_idx   i32 [in]               group of each input feature
 //   w[o, i] = scales[g, o]·(code(i, o) − zero[g, o]), g = g_idx[i]; groups = ⌈in / groupSize⌉
 //   (groupSize −1: one group). act order (desc_act): g_idx[order[k]] = ⌊k / groupSize⌋ for the
 //   order the quantizer visited the inputs in (actOrderGIdx).
-// v1 cannot hold a zero of 0 (its field would be −1); a field of 15 reads back as 16, so v1 zeros
-// are 1..16 here and v2 zeros 0..15. The Python loaders size qzeros as out/8 words (out a multiple
-// of 8); for other `out` the last word is partly used (its unused fields are 0).
+// v1 cannot hold a zero of 0 (its field would be −1); a field of 2^b − 1 reads back as 2^b, so v1
+// zeros are 1..2^b here and v2 zeros 0..2^b − 1. Symmetric GPTQ uses the zero 2^(b−1) (8 / 128).
+// The Python loaders size qzeros as out/p words (out a multiple of p); for other `out` the last
+// word is partly used (its unused fields are 0).
 import { tensor, type Tensor } from '../src/index.js';
 
 /** One GPTQ layer's data, nn.Linear layout for the codes. */
 export interface GptqLayerData {
   /** Output features (rows of the nn.Linear weight). */
   out: number;
-  /** Input features; a multiple of 8. */
+  /** Input features; a multiple of 32 / bits (8 for 4 bits, 4 for 8 bits). */
   in: number;
+  /** Code width: 4 (default) or 8. */
+  bits?: 4 | 8;
   /** quantization_config group_size: inputs per group, or −1 for one group. */
   groupSize: number;
-  /** [out, in] row-major integer codes 0..15 (codes[o·in + i] multiplies input i). */
+  /** [out, in] row-major integer codes 0..2^bits − 1 (codes[o·in + i] multiplies input i). */
   codes: ArrayLike<number>;
-  /** [groups, out] integer zero points (v1: 1..16, v2: 0..15). */
+  /** [groups, out] integer zero points (v1: 1..2^bits, v2: 0..2^bits − 1). */
   zeros: ArrayLike<number>;
   /** [groups, out] scales; stored as f16 (rounded to nearest even from their f32 value) unless scaleDtype 'f32'. */
   scales: ArrayLike<number>;
@@ -109,10 +112,14 @@ interface Checked {
 
 function checkLayer(layer: GptqLayerData, opts: GptqPackOptions): Checked {
   const { out, in: inF, groupSize } = layer;
+  const bits = layer.bits ?? 4;
   const v2 = opts.v2 ?? false;
   const scaleDtype = opts.scaleDtype ?? 'f16';
+  if (bits !== 4 && bits !== 8) throw new Error(`bits must be 4 or 8, got ${String(bits)}`);
+  const per = 32 / bits;
+  const top = 2 ** bits - 1;
   if (!Number.isInteger(out) || out < 1) throw new Error(`out must be a positive integer, got ${out}`);
-  if (!Number.isInteger(inF) || inF < 8 || inF % 8 !== 0) throw new Error(`in must be a positive multiple of 8, got ${inF}`);
+  if (!Number.isInteger(inF) || inF < per || inF % per !== 0) throw new Error(`in must be a positive multiple of ${per}, got ${inF}`);
   if (!(groupSize === -1 || (Number.isInteger(groupSize) && groupSize >= 1))) throw new Error(`groupSize must be -1 or >= 1, got ${groupSize}`);
   if (scaleDtype !== 'f16' && scaleDtype !== 'f32') throw new Error(`scaleDtype must be 'f16' or 'f32'`);
   const groups = gptqGroups(inF, groupSize);
@@ -124,9 +131,9 @@ function checkLayer(layer: GptqLayerData, opts: GptqPackOptions): Checked {
   need('scales', layer.scales, groups * out);
   for (let k = 0; k < layer.codes.length; k++) {
     const c = layer.codes[k]!;
-    if (!Number.isInteger(c) || c < 0 || c > 15) throw new Error(`codes[${k}] = ${c} is not an integer in 0..15`);
+    if (!Number.isInteger(c) || c < 0 || c > top) throw new Error(`codes[${k}] = ${c} is not an integer in 0..${top}`);
   }
-  const [zlo, zhi] = v2 ? [0, 15] : [1, 16];
+  const [zlo, zhi] = v2 ? [0, top] : [1, top + 1];
   for (let k = 0; k < layer.zeros.length; k++) {
     const z = layer.zeros[k]!;
     if (!Number.isInteger(z) || z < zlo || z > zhi) {
@@ -149,17 +156,21 @@ function checkLayer(layer: GptqLayerData, opts: GptqPackOptions): Checked {
 export function packGptqLayer(layer: GptqLayerData, opts: GptqPackOptions = {}): GptqLayerTensors {
   const { groups, gIdx } = checkLayer(layer, opts);
   const { out, in: inF } = layer;
+  const bits = layer.bits ?? 4;
+  const per = 32 / bits;
+  const mask = 2 ** bits - 1;
   const v2 = opts.v2 ?? false;
-  const qweight = new Int32Array((inF / 8) * out);
+  // Int32Array stores the low 32 bits of each |=, so a code shifted into bit 31 wraps as int32 does.
+  const qweight = new Int32Array((inF / per) * out);
   for (let o = 0; o < out; o++) {
-    for (let i = 0; i < inF; i++) qweight[(i >> 3) * out + o]! |= layer.codes[o * inF + i]! << (4 * (i & 7));
+    for (let i = 0; i < inF; i++) qweight[Math.floor(i / per) * out + o]! |= layer.codes[o * inF + i]! << (bits * (i % per));
   }
-  const words = Math.ceil(out / 8);
+  const words = Math.ceil(out / per);
   const qzeros = new Int32Array(groups * words);
   for (let g = 0; g < groups; g++) {
     for (let o = 0; o < out; o++) {
-      const field = (layer.zeros[g * out + o]! - (v2 ? 0 : 1)) & 15;
-      qzeros[g * words + (o >> 3)]! |= field << (4 * (o & 7));
+      const field = (layer.zeros[g * out + o]! - (v2 ? 0 : 1)) & mask;
+      qzeros[g * words + Math.floor(o / per)]! |= field << (bits * (o % per));
     }
   }
   let scales: Tensor<'f16'> | Tensor<'f32'>;
@@ -171,7 +182,7 @@ export function packGptqLayer(layer: GptqLayerData, opts: GptqPackOptions = {}):
     scales = tensor<'f32'>(Float32Array.from(layer.scales), { dtype: 'f32', shape: [groups, out] });
   }
   return {
-    qweight: tensor<'i32'>(qweight, { dtype: 'i32', shape: [inF / 8, out] }),
+    qweight: tensor<'i32'>(qweight, { dtype: 'i32', shape: [inF / per, out] }),
     qzeros: tensor<'i32'>(qzeros, { dtype: 'i32', shape: [groups, words] }),
     scales,
     g_idx: tensor<'i32'>(gIdx, { dtype: 'i32', shape: [inF] }),
@@ -182,8 +193,8 @@ export function packGptqLayer(layer: GptqLayerData, opts: GptqPackOptions = {}):
  * The weights a GPTQ loader reconstructs from packGptqLayer(layer, opts), in nn.Linear layout
  * [out, in]: w[o, i] = s·(code − zero) with s the stored scale's value (f16-rounded unless
  * scaleDtype 'f32'), evaluated in float64 and rounded once to f32. The product of an f16 scale
- * and an integer of magnitude <= 16 is exact in f32, so this is the value zeroth's dequantize
- * must give bit for bit (and, with f32 scales, the correctly rounded f32 product).
+ * (11 significant bits) and an integer of magnitude <= 256 is exact in f32, so this is the value
+ * zeroth's dequantize must give bit for bit (and, with f32 scales, the correctly rounded f32 product).
  */
 export function dequantGptqReference(layer: GptqLayerData, opts: GptqPackOptions = {}): Float32Array {
   const { gIdx, scale } = checkLayer(layer, opts);

@@ -320,9 +320,9 @@ describe('GPTQ save -> load', () => {
     });
   }
 
-  it('int8 layers and mixed group sizes are refused with E_UNSUPPORTED before anything is written', async () => {
+  it('quantized embeddings are refused with E_UNSUPPORTED before anything is written', async () => {
     using model = await loadModel(join(FIXTURES, 'gpt2-tiny'));
-    await model.quantize({ bits: 8, layers: ['*.mlp.*'] });
+    await model.quantize({ bits: 8, embeddings: 8 });
     await expectCode(model.save(join(scratch, 'never')), 'E_UNSUPPORTED');
     expect(() => readFileSync(join(scratch, 'never', 'config.json'))).toThrow();
   });

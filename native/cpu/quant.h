@@ -6,7 +6,10 @@
 //         (element i = r·cols + c is in byte i/2, low nibble when i is even; int4_pack in
 //         core/tensor.cpp). When cols is even this is exactly zeroth_int4_layout's
 //         [rows, cols/2] bytes; when cols is odd a row may start in a high nibble.
-//   int8: dtype ZEROTH_I8, codes -127..127, always symmetric (no zeros).
+//   int8: dtype ZEROTH_I8, codes -128..127 (any int8; quantize() writes -127..127, -128 comes
+//         from 8-bit GPTQ checkpoints, whose code 0 under the symmetric zero 128 is -128; every
+//         kernel sign-extends the byte, so the whole range is served alike), always symmetric
+//         (no zeros).
 //   quant: group_size (int8: cols unless asked otherwise), symmetric, scales [rows, groups]
 //          f32 or f16, zeros [rows, groups] same dtype (int4 asymmetric only), and optionally
 //          perm (i32 [cols], a permutation of 0..cols-1).

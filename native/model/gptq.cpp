@@ -1,8 +1,10 @@
-// gptq.cpp — GPTQ checkpoint tensors <-> zeroth int4 weights (conventions in gptq.h).
+// gptq.cpp — GPTQ checkpoint tensors <-> zeroth int4 / int8 weights (conventions in gptq.h).
 #include "model/gptq.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <regex>
 #include <vector>
 
 #include "core/errors.h"
@@ -33,11 +35,46 @@ float read_scale(const Tensor& s, int64_t i) {
 
 }  // namespace
 
+std::optional<GptqFormat> gptq_layer_format(const GptqFormat& f, const std::string& module) {
+  GptqFormat out = f;
+  out.dynamic.clear();
+  for (const GptqOverride& d : f.dynamic) {
+    const bool skip = d.key.compare(0, 2, "-:") == 0;
+    const std::string pattern = skip || d.key.compare(0, 2, "+:") == 0 ? d.key.substr(2) : d.key;
+    std::regex re;
+    try {
+      re = std::regex(pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw Error(ZEROTH_E_UNSUPPORTED,
+                  "quantization_config.dynamic key '" + d.key + "' is not a regular expression zeroth can read (" +
+                      e.what() + "); zeroth evaluates them as ECMAScript, without Python-only syntax such as (?P<name>...)");
+    }
+    // match_continuous: the match must begin at the first character, as Python's re.match.
+    if (!std::regex_search(module, re, std::regex_constants::match_continuous)) continue;
+    if (skip) return std::nullopt;
+    if (d.bits) out.bits = *d.bits;
+    if (d.group_size) out.group_size = *d.group_size;
+    if (d.desc_act) out.desc_act = *d.desc_act;
+    if (d.sym) out.sym = *d.sym;
+    return out;
+  }
+  return out;
+}
+
+std::string gptq_exact_key(const std::string& module, bool skip) {
+  std::string key = skip ? "-:^" : "+:^";
+  for (char c : module) {
+    if (std::strchr("\\^$.|?*+()[]{}", c) != nullptr && c != '\0') key += '\\';
+    key += c;
+  }
+  return key + "$";
+}
+
 TensorPtr gptq_to_quantized(const std::string& stem, const Tensor& qweight, const Tensor& qzeros,
                             const Tensor& scales, const Tensor* g_idx, const GptqFormat& f) {
   const std::string nq = stem + ".qweight", nz = stem + ".qzeros", ns = stem + ".scales", ng = stem + ".g_idx";
-  ZCHECK(f.bits == 4, ZEROTH_E_UNSUPPORTED,
-         stem + ": GPTQ quantization_config 'bits' is " + std::to_string(f.bits) + "; zeroth reads 4-bit GPTQ only");
+  ZCHECK(f.bits == 4 || f.bits == 8, ZEROTH_E_UNSUPPORTED,
+         stem + ": GPTQ quantization_config 'bits' is " + std::to_string(f.bits) + "; zeroth reads 4- and 8-bit GPTQ only");
   ZCHECK(f.group_size == -1 || f.group_size >= 1, ZEROTH_E_FORMAT,
          stem + ": GPTQ quantization_config 'group_size' must be -1 (one group) or >= 1, got " +
              std::to_string(f.group_size));
@@ -46,16 +83,21 @@ TensorPtr gptq_to_quantized(const std::string& stem, const Tensor& qweight, cons
   require_file_dtype(scales, ns, {ZEROTH_F16, ZEROTH_F32}, "F16 (or F32)");
   if (g_idx) require_file_dtype(*g_idx, ng, {ZEROTH_I32}, "I32");
 
-  // Sizes: out from qweight's columns, in from qweight's rows (8 inputs per word); g_idx, when
+  // Sizes: out from qweight's columns, in from qweight's rows (`per` inputs per word); g_idx, when
   // present, must list exactly those inputs.
+  const int bits = f.bits;
+  const int64_t per = 32 / bits;
+  const uint32_t mask = (1u << bits) - 1u;
+  const std::string per_s = std::to_string(per);
   ZCHECK(qweight.ndim() == 2 && qweight.shape[0] >= 1 && qweight.shape[1] >= 1, ZEROTH_E_FORMAT,
-         nq + " must be 2-D [in/8, out] and non-empty, got " + dims(qweight.shape));
-  const int64_t in = qweight.shape[0] * 8, out = qweight.shape[1];
+         nq + " must be 2-D [in/" + per_s + ", out] and non-empty, got " + dims(qweight.shape));
+  const int64_t in = qweight.shape[0] * per, out = qweight.shape[1];
   if (g_idx) {
     ZCHECK(g_idx->ndim() == 1, ZEROTH_E_FORMAT, ng + " must be 1-D [in], got " + dims(g_idx->shape));
     ZCHECK(g_idx->shape[0] == in, ZEROTH_E_FORMAT,
-           nq + " has shape " + dims(qweight.shape) + ", which packs " + std::to_string(in) + " input features (8 per row), but " +
-               ng + " lists " + std::to_string(g_idx->shape[0]) + " (qweight must be [in/8, out])");
+           nq + " has shape " + dims(qweight.shape) + ", which packs " + std::to_string(in) + " input features (" + per_s +
+               " per row at " + std::to_string(bits) + " bits), but " + ng + " lists " + std::to_string(g_idx->shape[0]) +
+               " (qweight must be [in/" + per_s + ", out])");
   } else {
     ZCHECK(!f.desc_act, ZEROTH_E_FORMAT,
            ng + " is missing but desc_act is true: the input features of each group are unknown without it");
@@ -65,10 +107,10 @@ TensorPtr gptq_to_quantized(const std::string& stem, const Tensor& qweight, cons
   ZCHECK(scales.shape == (Shape{groups, out}), ZEROTH_E_FORMAT,
          ns + " has shape " + dims(scales.shape) + " but " + std::to_string(in) + " inputs in groups of " +
              std::to_string(gs) + " and " + std::to_string(out) + " outputs need " + dims({groups, out}));
-  const int64_t zwords = (out + 7) / 8;
+  const int64_t zwords = (out + per - 1) / per;
   ZCHECK(qzeros.shape == (Shape{groups, zwords}), ZEROTH_E_FORMAT,
          nz + " has shape " + dims(qzeros.shape) + " but " + std::to_string(groups) + " groups and " +
-             std::to_string(out) + " outputs (8 per word) need " + dims({groups, zwords}));
+             std::to_string(out) + " outputs (" + per_s + " per word) need " + dims({groups, zwords}));
 
   // Stored column order: inputs sorted by group, stably. pos[i] is input i's stored column.
   std::vector<int32_t> perm(static_cast<size_t>(in)), pos(static_cast<size_t>(in));
@@ -100,39 +142,71 @@ TensorPtr gptq_to_quantized(const std::string& stem, const Tensor& qweight, cons
     for (int64_t i = 0; i < in; ++i) perm[static_cast<size_t>(i)] = pos[static_cast<size_t>(i)] = static_cast<int32_t>(i);
   }
 
-  // Codes: word (k, o) holds inputs 8k..8k+7 of output o; in is a multiple of 8, so every row of
-  // the int4 tensor starts on a byte and threads owning different rows never share a byte.
-  TensorPtr q = tensor_zeros(ZEROTH_INT4, {out, in}, kCpu);
-  const uint32_t* qw = reinterpret_cast<const uint32_t*>(qweight.as<int32_t>());
-  uint8_t* codes = q->as<uint8_t>();
-  const int64_t row_bytes = in / 2;
-  parallel_for(out, 16, [&](int64_t o0, int64_t o1) {
-    for (int64_t k = 0; k < in / 8; ++k) {
-      const uint32_t* words = qw + k * out;
-      const int32_t* p = pos.data() + k * 8;
-      for (int64_t o = o0; o < o1; ++o) {
-        uint32_t w = words[o];
-        uint8_t* row = codes + o * row_bytes;
-        for (int b = 0; b < 8; ++b, w >>= 4) row[p[b] >> 1] |= static_cast<uint8_t>((w & 15u) << ((p[b] & 1) * 4));
+  const uint32_t* qz = reinterpret_cast<const uint32_t*>(qzeros.as<int32_t>());
+  const uint32_t offset = f.v2 ? 0u : 1u;  // v1 stored zero − 1
+  auto zero_at = [&](int64_t g, int64_t o) {
+    return ((qz[g * zwords + o / per] >> (bits * (o % per))) & mask) + offset;
+  };
+  if (bits == 8) {
+    // zeroth's int8 is symmetric: every zero must be 128 (GPTQ's sym), else the layer is refused
+    // before any work.
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t o = 0; o < out; ++o) {
+        const uint32_t z = zero_at(g, o);
+        ZCHECK(z == 128u, ZEROTH_E_UNSUPPORTED,
+               stem + ": this 8-bit GPTQ layer is asymmetric (zero point " + std::to_string(z) + " at output " +
+                   std::to_string(o) + ", group " + std::to_string(g) + " in " + nz + "); zeroth's int8 weights are " +
+                   "symmetric, so it reads 8-bit layers quantized with sym: true only (every zero point 128" +
+                   (f.v2 ? std::string(")") : std::string(", stored as 127 in checkpoint_format gptq)")));
       }
-    }
-  });
+  }
 
-  // Scales and zeros, transposed to [out, groups] f32 (f16 -> f32 is exact).
+  // Codes: word (k, o) holds inputs per·k .. per·k + per − 1 of output o. Threads own rows; an
+  // int4 row starts on a byte (in is a multiple of 8), so no two threads share a byte.
+  const uint32_t* qw = reinterpret_cast<const uint32_t*>(qweight.as<int32_t>());
+  TensorPtr q = tensor_zeros(bits == 4 ? ZEROTH_INT4 : ZEROTH_I8, {out, in}, kCpu);
+  if (bits == 4) {
+    uint8_t* codes = q->as<uint8_t>();
+    const int64_t row_bytes = in / 2;
+    parallel_for(out, 16, [&](int64_t o0, int64_t o1) {
+      for (int64_t k = 0; k < in / 8; ++k) {
+        const uint32_t* words = qw + k * out;
+        const int32_t* p = pos.data() + k * 8;
+        for (int64_t o = o0; o < o1; ++o) {
+          uint32_t w = words[o];
+          uint8_t* row = codes + o * row_bytes;
+          for (int b = 0; b < 8; ++b, w >>= 4) row[p[b] >> 1] |= static_cast<uint8_t>((w & 15u) << ((p[b] & 1) * 4));
+        }
+      }
+    });
+  } else {
+    int8_t* codes = q->as<int8_t>();
+    parallel_for(out, 16, [&](int64_t o0, int64_t o1) {
+      for (int64_t k = 0; k < in / 4; ++k) {
+        const uint32_t* words = qw + k * out;
+        const int32_t* p = pos.data() + k * 4;
+        for (int64_t o = o0; o < o1; ++o) {
+          uint32_t w = words[o];
+          int8_t* row = codes + o * in;
+          // q − 128 for q in 0..255: −128..127, the int8 range quant.h accepts.
+          for (int b = 0; b < 4; ++b, w >>= 8) row[p[b]] = static_cast<int8_t>(static_cast<int>(w & 255u) - 128);
+        }
+      }
+    });
+  }
+
+  // Scales (and int4 zeros), transposed to [out, groups] f32 (f16 -> f32 is exact).
   auto info = std::make_shared<QuantInfo>();
   info->group_size = gs;
-  info->symmetric = false;  // GPTQ stores a zero point per group even for sym
+  info->symmetric = bits == 8;  // int4: GPTQ stores a zero point per group even for sym
   info->scales = tensor_empty(ZEROTH_F32, {out, groups}, kCpu);
-  info->zeros = tensor_empty(ZEROTH_F32, {out, groups}, kCpu);
-  const uint32_t* qz = reinterpret_cast<const uint32_t*>(qzeros.as<int32_t>());
+  if (bits == 4) info->zeros = tensor_empty(ZEROTH_F32, {out, groups}, kCpu);
   float* sd = info->scales->as<float>();
-  float* zd = info->zeros->as<float>();
-  const float offset = f.v2 ? 0.0f : 1.0f;  // v1 stored zero − 1
+  float* zd = bits == 4 ? info->zeros->as<float>() : nullptr;
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t o = 0; o < out; ++o) {
       sd[o * groups + g] = read_scale(scales, g * out + o);
-      const uint32_t field = (qz[g * zwords + o / 8] >> (4 * (o % 8))) & 15u;
-      zd[o * groups + g] = static_cast<float>(field) + offset;
+      if (zd) zd[o * groups + g] = static_cast<float>(zero_at(g, o));
     }
   if (!identity) info->perm = tensor_from_host(ZEROTH_I32, {in}, kCpu, perm.data(), perm.size() * sizeof(int32_t));
   q->quant = info;
@@ -141,13 +215,15 @@ TensorPtr gptq_to_quantized(const std::string& stem, const Tensor& qweight, cons
 
 namespace {
 
-// Zero points of one layer: all integers in 0..16 (else E_UNSUPPORTED), and which of 0 / 16 occur.
+// Zero points of one int4 layer: all integers in 0..16 (else E_UNSUPPORTED), and which of 0 / 16
+// occur. An int8 layer has none (its zero is 128 in GPTQ terms, written by quantized_to_gptq).
 struct ZeroRange {
   bool has0 = false, has16 = false, all8 = true;
 };
 
 ZeroRange zero_range(const std::string& stem, const QuantMatrix& m) {
   ZeroRange z;
+  if (m.bits == 8) return z;
   for (int64_t o = 0; o < m.rows; ++o)
     for (int64_t g = 0; g < m.groups; ++g) {
       const float v = m.zero(o, g);
@@ -165,11 +241,13 @@ ZeroRange zero_range(const std::string& stem, const QuantMatrix& m) {
 }
 
 QuantMatrix export_view(const std::string& stem, const Tensor& q, std::vector<float>& storage) {
-  require_dtype(q, {ZEROTH_INT4}, (stem + ": GPTQ export").c_str());
+  require_dtype(q, {ZEROTH_INT4, ZEROTH_I8}, (stem + ": GPTQ export").c_str());
   const QuantMatrix m = quant_matrix(q, storage);
-  ZCHECK(m.cols >= 8 && m.cols % 8 == 0 && m.rows >= 1, ZEROTH_E_UNSUPPORTED,
-         stem + ": a GPTQ checkpoint packs 8 input features per int32, so the weight's " + std::to_string(m.cols) +
-             " input features must be a positive multiple of 8 (weight " + dims(q.shape) + ")");
+  const int64_t per = 32 / m.bits;
+  ZCHECK(m.cols >= per && m.cols % per == 0 && m.rows >= 1, ZEROTH_E_UNSUPPORTED,
+         stem + ": a " + std::to_string(m.bits) + "-bit GPTQ checkpoint packs " + std::to_string(per) +
+             " input features per int32, so the weight's " + std::to_string(m.cols) + " input features must be a positive "
+             "multiple of " + std::to_string(per) + " (weight " + dims(q.shape) + ")");
   return m;
 }
 
@@ -179,6 +257,7 @@ GptqTensors quantized_to_gptq(const std::string& stem, const Tensor& q) {
   std::vector<float> storage;
   const QuantMatrix m = export_view(stem, q, storage);
   GptqFormat f;
+  f.bits = m.bits;
   f.group_size = m.group_size;
   f.v2 = zero_range(stem, m).has0;
   return quantized_to_gptq(stem, q, f);
@@ -188,8 +267,11 @@ GptqTensors quantized_to_gptq(const std::string& stem, const Tensor& q, const Gp
   std::vector<float> storage;
   const QuantMatrix m = export_view(stem, q, storage);
   const int64_t out = m.rows, in = m.cols, gs = m.group_size, groups = m.groups;
-  ZCHECK(f.bits == 4, ZEROTH_E_UNSUPPORTED,
-         stem + ": GPTQ 'bits' " + std::to_string(f.bits) + " requested; zeroth writes 4-bit GPTQ only");
+  const int bits = m.bits;
+  const int64_t per = 32 / bits;
+  ZCHECK(f.bits == bits, ZEROTH_E_UNSUPPORTED,
+         stem + ": GPTQ 'bits' " + std::to_string(f.bits) + " requested for an " + (bits == 4 ? "int4" : "int8") +
+             " weight, which is written as " + std::to_string(bits) + "-bit GPTQ");
   // The checkpoint's group_size must cut this layer into the groups it has: the same size, or one
   // group per row when the layer has a single group (-1, or a size >= in).
   const int64_t want_groups = f.group_size == -1 ? 1 : f.group_size >= 1 ? (in + f.group_size - 1) / f.group_size : -1;
@@ -206,10 +288,11 @@ GptqTensors quantized_to_gptq(const std::string& stem, const Tensor& q, const Gp
 
   GptqTensors t;
   t.v2 = v2;
+  t.bits = bits;
   t.group_size = gs;
-  t.sym = zr.all8;
-  const int64_t zwords = (out + 7) / 8;
-  t.qweight = tensor_zeros(ZEROTH_I32, {in / 8, out}, kCpu);
+  t.sym = bits == 8 || zr.all8;
+  const int64_t zwords = (out + per - 1) / per;
+  t.qweight = tensor_zeros(ZEROTH_I32, {in / per, out}, kCpu);
   t.qzeros = tensor_zeros(ZEROTH_I32, {groups, zwords}, kCpu);
   t.scales = tensor_empty(ZEROTH_F16, {groups, out}, kCpu);
   t.g_idx = tensor_empty(ZEROTH_I32, {in}, kCpu);
@@ -224,8 +307,9 @@ GptqTensors quantized_to_gptq(const std::string& stem, const Tensor& q, const Gp
              stem + ": scale " + std::to_string(s) + " at (" + std::to_string(o) + ", group " + std::to_string(g) +
                  ") is not finite in f16, GPTQ's scale dtype (|scale| must stay below 65520)");
       sh[g * out + o] = h;
-      const uint32_t field = static_cast<uint32_t>(m.zero(o, g)) - sub;
-      qz[g * zwords + o / 8] |= field << (4 * (o % 8));
+      // int8: code c is GPTQ's q − 128, so the zero is 128 (GPTQ's symmetric 8-bit zero).
+      const uint32_t zero = bits == 8 ? 128u : static_cast<uint32_t>(m.zero(o, g));
+      qz[g * zwords + o / per] |= (zero - sub) << (bits * (o % per));
     }
 
   // pos[i]: the stored column holding input i; g_idx[i] is that column's group.
@@ -235,12 +319,14 @@ GptqTensors quantized_to_gptq(const std::string& stem, const Tensor& q, const Gp
   for (int64_t i = 0; i < in; ++i) gi[i] = static_cast<int32_t>(pos[static_cast<size_t>(i)] / gs);
 
   uint32_t* qw = reinterpret_cast<uint32_t*>(t.qweight->as<int32_t>());
+  // int4 codes are 0..15 as stored; int8 codes c (−128..127) become q = c + 128 (0..255).
+  const int bias = bits == 8 ? 128 : 0;
   parallel_for(out, 16, [&](int64_t o0, int64_t o1) {
-    for (int64_t k = 0; k < in / 8; ++k) {
-      const int32_t* p = pos.data() + k * 8;
+    for (int64_t k = 0; k < in / per; ++k) {
+      const int32_t* p = pos.data() + k * per;
       for (int64_t o = o0; o < o1; ++o) {
         uint32_t w = 0;
-        for (int b = 0; b < 8; ++b) w |= static_cast<uint32_t>(m.code(o, p[b])) << (4 * b);
+        for (int64_t b = 0; b < per; ++b) w |= static_cast<uint32_t>(m.code(o, p[b]) + bias) << (bits * b);
         qw[k * out + o] = w;
       }
     }

@@ -4,8 +4,10 @@
 #include "model/transformer_quant.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/errors.h"
+#include "cpu/quant.h"
 #include "model/transformer_internal.h"
 
 namespace zeroth::model {
@@ -67,7 +69,11 @@ std::unordered_map<std::string, TensorPtr> unpack_gptq_layers(const std::unorder
     const Tensor* g_idx = part(".g_idx", false);
     ZCHECK(!given.count(stem + ".weight"), ZEROTH_E_FORMAT,
            "layer '" + stem + "' has both a float weight and GPTQ tensors; the checkpoint is ambiguous");
-    out[stem + ".weight"] = gptq_to_quantized(stem, *t, *qzeros, *scales, g_idx, format);
+    const std::optional<GptqFormat> f = gptq_layer_format(format, stem);
+    ZCHECK(f.has_value(), ZEROTH_E_FORMAT,
+           "layer '" + stem + "' has GPTQ tensors, but a \"-:\" key of quantization_config.dynamic excludes it from "
+           "quantization; the checkpoint contradicts its config");
+    out[stem + ".weight"] = gptq_to_quantized(stem, *t, *qzeros, *scales, g_idx, *f);
   }
   for (const auto& [name, t] : given) {
     const size_t dot = name.rfind('.');
@@ -80,49 +86,81 @@ std::unordered_map<std::string, TensorPtr> unpack_gptq_layers(const std::unorder
   return out;
 }
 
-GptqFormat gptq_checkpoint_format(const std::vector<const Weight*>& quantized) {
-  GptqFormat f;
-  f.bits = 4;
-  f.group_size = -1;
-  f.desc_act = false;
-  f.sym = true;
-  f.v2 = false;
-  // A layer whose group spans its whole row fits any group size >= its width; the others must
-  // agree on one size.
+GptqFormat gptq_checkpoint_format(const std::vector<const Weight*>& quantized,
+                                  const std::vector<std::string>& float_linear) {
+  // One layer's own format: its width, group size (-1 for one group per row), act order, sym.
+  struct Layer {
+    std::string stem;
+    int bits;
+    int64_t gs, in;
+    bool one_group, perm, sym;
+  };
+  std::vector<Layer> layers;
+  bool any4 = false, v2 = false;
   for (const Weight* w : quantized) {
     const Tensor& q = *w->tensor;
     ZCHECK(w->scales >= 0, ZEROTH_E_UNSUPPORTED,
            "'" + w->name + "' (an embedding or the LM head) is quantized; GPTQ checkpoints keep them in float, "
            "so save the model before quantizing its embeddings");
-    ZCHECK(q.dtype == ZEROTH_INT4, ZEROTH_E_UNSUPPORTED,
-           "'" + w->name + "' is int8; a GPTQ checkpoint holds 4-bit layers only (quantize it with bits: 4 to save)");
-    const int64_t gs = q.quant->group_size, in = q.shape[1];
-    if (gs < in) {
-      ZCHECK(f.group_size == -1 || f.group_size == gs, ZEROTH_E_UNSUPPORTED,
-             "the quantized layers use different group sizes (" + std::to_string(f.group_size) + " and " +
-                 std::to_string(gs) + " in '" + w->name + "'); a GPTQ checkpoint has one group_size");
-      f.group_size = gs;
-    }
-    f.desc_act = f.desc_act || static_cast<bool>(q.quant->perm);
-    // sym: every zero point is 8 (GPTQ stores zeros even then; a symmetric layer loaded from a
-    // checkpoint arrives with explicit zeros).
-    if (q.quant->zeros) {
-      std::vector<float> storage;
-      const QuantMatrix m = quant_matrix(q, storage);
-      bool all_eight = true;
+    ZCHECK(q.dtype == ZEROTH_INT4 || q.dtype == ZEROTH_I8, ZEROTH_E_UNSUPPORTED,
+           "'" + w->name + "' is not an int4 or int8 weight; GPTQ checkpoints hold 4- and 8-bit layers");
+    std::vector<float> storage;
+    const QuantMatrix m = quant_matrix(q, storage);
+    Layer L{stem_of(w->name), m.bits, m.group_size, m.cols, m.group_size >= m.cols, static_cast<bool>(m.perm), true};
+    // sym: every zero point is 8 (int4; GPTQ stores zeros even then, and a symmetric layer loaded
+    // from a checkpoint arrives with explicit zeros); int8 is symmetric by construction.
+    if (m.zeros)
       for (int64_t i = 0; i < m.rows * m.groups; ++i) {
-        f.v2 = f.v2 || m.zeros[i] == 0.0f;
-        all_eight = all_eight && m.zeros[i] == 8.0f;
+        v2 = v2 || m.zeros[i] == 0.0f;
+        L.sym = L.sym && m.zeros[i] == 8.0f;
       }
-      f.sym = f.sym && all_eight;
-    }
+    any4 = any4 || L.bits == 4;
+    layers.push_back(std::move(L));
   }
-  for (const Weight* w : quantized) {  // whole-row layers must fit the chosen size
-    const Tensor& q = *w->tensor;
-    const int64_t gs = q.quant->group_size, in = q.shape[1];
-    ZCHECK(gs < in || f.group_size == -1 || f.group_size >= in, ZEROTH_E_UNSUPPORTED,
-           "'" + w->name + "' has one group per row of " + std::to_string(in) + " inputs, which group_size " +
-               std::to_string(f.group_size) + " would split; quantize every layer with the same groupSize");
+
+  GptqFormat f;
+  f.bits = any4 ? 4 : 8;
+  f.v2 = v2;
+  // Base group size: the one most layers of the base width share (ties: the first in layer
+  // order); -1 when all of them have one group per row.
+  f.group_size = -1;
+  {
+    std::vector<std::pair<int64_t, int>> counts;
+    for (const Layer& L : layers) {
+      if (L.bits != f.bits || L.one_group) continue;
+      auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == L.gs; });
+      if (it == counts.end()) counts.emplace_back(L.gs, 1);
+      else ++it->second;
+    }
+    int best = 0;
+    for (const auto& [gs, n] : counts)
+      if (n > best) best = n, f.group_size = gs;
+  }
+  // A layer with one group per row fits group_size -1 or any size >= its width.
+  auto fits = [&](const Layer& L) {
+    if (L.bits != f.bits) return false;
+    return L.one_group ? f.group_size == -1 || f.group_size >= L.in : f.group_size == L.gs;
+  };
+  f.desc_act = false;
+  f.sym = true;
+  for (const Layer& L : layers) {
+    if (fits(L)) {
+      f.desc_act = f.desc_act || L.perm;
+      f.sym = f.sym && L.sym;
+      continue;
+    }
+    GptqOverride o;
+    o.key = gptq_exact_key(L.stem, false);
+    o.bits = L.bits;
+    o.group_size = L.one_group ? -1 : L.gs;
+    o.desc_act = L.perm;
+    o.sym = L.sym;
+    f.dynamic.push_back(std::move(o));
+  }
+  for (const std::string& name : float_linear) {
+    GptqOverride o;
+    o.key = gptq_exact_key(stem_of(name), true);
+    f.dynamic.push_back(std::move(o));
   }
   return f;
 }

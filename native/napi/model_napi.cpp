@@ -14,15 +14,18 @@
 //   modelEmbeddingNames(model) -> {embedding, head}   the token embedding and LM head (equal when tied)
 //   modelGptqCheckpoint(model) -> {format, layers: [{name, qweight, qzeros, scales, g_idx}]}  for save
 //
-// modelCreate's optional third argument {bits, groupSize, descAct, sym, v2} says the checkpoint
-// stores GPTQ layers (config.json quantization_config), converted at load (model/gptq.h).
+// modelCreate's optional third argument {bits, groupSize, descAct, sym, v2, dynamic?: [{key, bits?,
+// groupSize?, descAct?, sym?}]} says the checkpoint stores GPTQ layers (config.json
+// quantization_config; dynamic: its per-module overrides in order), converted at load (model/gptq.h).
 //
 // `config` is the plain object src/model.ts builds from config.json (camelCase fields of
 // TransformerConfig). `perturbation` is {seed, scale, dist: 'normal'|'rademacher', trainable:
 // [names], streams?: {name: stream}}; a trainable weight's stream defaults to stream_id(name).
 // Work runs on libuv threads; each call holds the model alive until it finishes.
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "common.h"
 #include "quant_args.h"
@@ -148,6 +151,25 @@ std::shared_ptr<const model::GptqFormat> parse_gptq(Napi::Env env, const Napi::V
   f->desc_act = bool_field(env, o, "descAct");
   f->sym = bool_field(env, o, "sym");
   f->v2 = bool_field(env, o, "v2");
+  // dynamic: [{key, bits?, groupSize?, descAct?, sym?}] in the config's order (absent: none).
+  Napi::Value dyn = o.Get("dynamic");
+  if (!is_absent(dyn)) {
+    if (!dyn.IsArray()) throw_error(env, ZEROTH_E_INVALID_ARG, "the GPTQ format's dynamic must be an array");
+    Napi::Array list = dyn.As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      Napi::Value e = list.Get(i);
+      if (!e.IsObject()) throw_error(env, ZEROTH_E_INVALID_ARG, "a GPTQ dynamic entry must be an object");
+      Napi::Object eo = e.As<Napi::Object>();
+      model::GptqOverride d;
+      d.key = arg_string(env, eo.Get("key"), "quantization_config.dynamic key");
+      const std::string what = "quantization_config.dynamic['" + d.key + "'].";
+      if (!is_absent(eo.Get("bits"))) d.bits = static_cast<int>(arg_int(env, eo.Get("bits"), (what + "bits").c_str()));
+      if (!is_absent(eo.Get("groupSize"))) d.group_size = arg_int(env, eo.Get("groupSize"), (what + "group_size").c_str());
+      if (!is_absent(eo.Get("descAct"))) d.desc_act = bool_field(env, eo, "descAct");
+      if (!is_absent(eo.Get("sym"))) d.sym = bool_field(env, eo, "sym");
+      f->dynamic.push_back(std::move(d));
+    }
+  }
   return f;
 }
 
@@ -283,9 +305,11 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
       });
 }
 
-// modelGptqCheckpoint(model) -> {format: {bits, groupSize, descAct, sym, v2}, layers: [{name,
-// qweight, qzeros, scales, g_idx}]}: every quantized layer in GPTQ layout, with one format for
-// the whole checkpoint (E_UNSUPPORTED when the layers cannot share one).
+// modelGptqCheckpoint(model) -> {format: {bits, groupSize, descAct, sym, v2, dynamic: [{key, bits?,
+// groupSize?, descAct?, sym?}]}, layers: [{name, qweight, qzeros, scales, g_idx}]}: every
+// quantized layer in GPTQ layout, in the checkpoint's format resolved for that layer (int8 layers
+// and other group sizes through exact-name dynamic entries; float block linear layers get "-:"
+// entries). E_UNSUPPORTED when a layer cannot be written (model/transformer_quant.h).
 Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::shared_ptr<const Model> m = unwrap_model(env, info[0]);
@@ -296,14 +320,20 @@ Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
   std::vector<Layer> layers;
   model::GptqFormat format;
   guarded(env, [&] {
+    const std::vector<std::string> linear = m->linear_names();
     std::vector<const model::Weight*> quantized;
-    for (const auto& w : m->weights())
+    std::vector<std::string> float_linear;
+    for (const auto& w : m->weights()) {
       if (w.tensor->quant) quantized.push_back(&w);
-    format = model::gptq_checkpoint_format(quantized);
+      else if (std::find(linear.begin(), linear.end(), w.name) != linear.end()) float_linear.push_back(w.name);
+    }
+    format = model::gptq_checkpoint_format(quantized, float_linear);
     for (const model::Weight* w : quantized) {
       const std::string stem = w->name.size() > 7 && w->name.compare(w->name.size() - 7, 7, ".weight") == 0
                                    ? w->name.substr(0, w->name.size() - 7) : w->name;
-      layers.push_back({w->name, model::quantized_to_gptq(stem, *w->tensor, format)});
+      const std::optional<model::GptqFormat> lf = model::gptq_layer_format(format, stem);
+      ZCHECK(lf.has_value(), ZEROTH_E_INVALID_ARG, "internal: the checkpoint format excludes quantized '" + stem + "'");
+      layers.push_back({w->name, model::quantized_to_gptq(stem, *w->tensor, *lf)});
     }
   });
   Napi::Object out = Napi::Object::New(env);
@@ -313,6 +343,18 @@ Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
   f.Set("descAct", Napi::Boolean::New(env, format.desc_act));
   f.Set("sym", Napi::Boolean::New(env, format.sym));
   f.Set("v2", Napi::Boolean::New(env, format.v2));
+  Napi::Array dyn = Napi::Array::New(env, format.dynamic.size());
+  for (uint32_t i = 0; i < format.dynamic.size(); ++i) {
+    const model::GptqOverride& d = format.dynamic[i];
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("key", d.key);
+    if (d.bits) e.Set("bits", Napi::Number::New(env, *d.bits));
+    if (d.group_size) e.Set("groupSize", Napi::Number::New(env, static_cast<double>(*d.group_size)));
+    if (d.desc_act) e.Set("descAct", Napi::Boolean::New(env, *d.desc_act));
+    if (d.sym) e.Set("sym", Napi::Boolean::New(env, *d.sym));
+    dyn.Set(i, e);
+  }
+  f.Set("dynamic", dyn);
   out.Set("format", f);
   Napi::Array list = Napi::Array::New(env, layers.size());
   for (uint32_t i = 0; i < layers.size(); ++i) {
