@@ -3,7 +3,7 @@
 // quantize(w, {bits: 4, groupSize: 128}) turns a 2-D f32 weight [out, in] into an int4 tensor:
 // groups of `groupSize` consecutive input features of a row share one scale and one zero point,
 // value = (code − zero)·scale with codes 0..15 (packed two per byte natively). bits 8 gives an int8
-// tensor with one scale per output row (symmetric, codes −127..127). The conventions (range
+// tensor with one scale per output row (symmetric, codes −127..127; GPTQ 8-bit files may hold −128). The conventions (range
 // choice, symmetric scale = max|w|/7 with zero 8, f16 scales rounded up, clipping search) are
 // documented in native/cpu/quant.h.
 //

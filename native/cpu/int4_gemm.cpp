@@ -66,7 +66,9 @@ void gemv(const QuantMatrix& w, const float* x, float* y, std::vector<float>& xd
   }
   const float* xdp = xd.data();
   // ~64 KiB of int4 codes per chunk at 4096 columns: large enough to amortise the hand-off.
-  const int64_t grain = std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(w.cols, 1));
+  // Chunks of whole 4-row steps (the AVX-512 kernel's unit), at least 64 rows so the kernel's
+  // per-chunk rebuild of x stays a small share of the work.
+  const int64_t grain = (std::max<int64_t>(64, (1 << 17) / std::max<int64_t>(w.cols, 1)) + 3) / 4 * 4;
   parallel_for(w.rows, grain, [&](int64_t r0, int64_t r1) {
     switch (p) {
       case GemvPath::Int4Avx512: detail::int4_gemv_rows_avx512(w, x, xdp, r0, r1, y); break;

@@ -5,8 +5,11 @@
 // (code − zero)·scale in registers (int4_gemm_avx512.cpp / _avx2.cpp, chosen at run time with
 // simd_level(); int4_gemm.cpp holds the scalar reference). x is first de-interleaved per SIMD block
 // (even columns, then odd ones) so that the low and high nibbles of a run of bytes meet their x
-// values without shuffles. The SIMD int4 path needs an even `in` and a group size that is a
-// multiple of the block (32 columns for AVX-512, 16 for AVX2); other shapes take the scalar path.
+// values without shuffles. The SIMD int4 path needs no group boundary inside a block (32 columns
+// for AVX-512, 16 for AVX2): a group size that is a multiple of it, or one group per row; odd
+// `in` is fine. Other shapes take the scalar path. AVX-512 turns codes into weights with a
+// 16-entry table per (row, group), T[k] = (k − zero)·scale (the dequantize() expression), and
+// one vpermps per 16 codes.
 // int8 needs no de-interleaving and has no shape condition.
 // GEMM (M > 1): each thread de-quantizes a panel of a few W rows × all of `in` into a cache-
 // resident f32 buffer (at most 512 KiB) and multiplies all M rows of x with it through gemm_f32,
