@@ -13,6 +13,11 @@
 //   ratios[]         zeroth / torch per shape and dtype (the issue's target: >= 0.7)
 //   perturb          perturbTo / restoreAndUpdate on 1e8 f32 weights in GB/s (4 bytes read + 4
 //                    written per element) against a device-to-device copy of the same tensor
+//   int4             the quantized kernels of cuda/int4_gemm.cu, measured by `test_cuda_int4 --bench`
+//                    (when built): int4 GEMV weight bytes/s (codes + scales) on 4096 x 4096,
+//                    4096 x 11008 and 11008 x 4096 (out x in, group 128), plain and with perturbed
+//                    scales, each weight streamed from HBM, against a device-to-device copy in the
+//                    same run (gemv_vs_copy; the issue's target: >= 0.7); the tiled GEMM's TFLOP/s
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -43,6 +48,15 @@ if (ours.status !== 0) {
   process.exit(1);
 }
 const result = JSON.parse(ours.stdout.trim().split('\n').pop());
+
+// The quantized GEMV / GEMM: a separate program, so a failure there leaves the figures above.
+let int4;
+const int4Program = join(dirname(addonPath), 'test_cuda_int4');
+if (existsSync(int4Program)) {
+  const q = spawnSync(int4Program, ['--bench'], { encoding: 'utf8', timeout: 1_200_000 });
+  if (q.status === 0) int4 = JSON.parse(q.stdout.trim().split('\n').pop());
+  else int4 = { error: 'test_cuda_int4 --bench failed', output: `${q.stdout}${q.stderr}`.slice(-2000) };
+}
 
 // torch.matmul on the same shapes, timed with CUDA events (best of 5 after a warm-up).
 const shapes = result.gemm.map((g) => [g.M, g.N, g.K]);
@@ -88,4 +102,5 @@ if (torch.gemm) {
     bf16_vs_torch: +(g.bf16_tflops / torch.gemm[i].bf16_tflops).toFixed(3),
   }));
 }
+if (int4) result.int4 = int4;
 console.log(JSON.stringify(result, null, 2));
