@@ -9,6 +9,11 @@
 //   fused.<dist>      perturbTo clean -> +eps, perturbTo +eps -> -eps (journal), restoreAndUpdate
 //   naive.<dist>      fillZ(N) into a fresh Float32Array, then a JS loop w[i] += eps·z[i]
 //                     (the generate-then-add way: two passes over memory plus the z buffer)
+//   fillZPerCore      z values per second on one thread (fillZ runs on the calling thread): 2^15
+//                     values per call, best of 1000 calls. Small calls keep the returned
+//                     Float32Array in memory the allocator reuses (a fresh 4 MiB array costs more
+//                     in page faults than its values here); the N-API call and the allocation
+//                     are included, so the kernel alone is faster.
 // Ratios: fused bandwidth / best copy bandwidth, and naive time / fused perturbTo time.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -103,6 +108,14 @@ for (const dist of ['normal', 'rademacher']) {
     for (let i = 0; i < N; i++) w[i] += eps * z[i];
   });
   result.naive[dist] = { total: figure(naive), fillZOnly: figure(fillSeconds) };
+  const M = 1 << 15;
+  let perCall = Infinity;
+  for (let r = 0; r < 1000; r++) {
+    const t0 = now();
+    native.fillZ(11n, stream, dist, BigInt(r * M), M);
+    perCall = Math.min(perCall, now() - t0);
+  }
+  (result.fillZPerCore ??= {})[dist] = +(M / perCall).toExponential(3);
   result.ratios[dist] = {
     perturbToVsCopy: +(bestCopy / times.perturbTo).toFixed(3),
     perturbToFlipVsCopy: +(bestCopy / times.perturbToFlip).toFixed(3),

@@ -57,56 +57,42 @@ ZEROTH_AVX2 inline __m256 set1f(float x) { return _mm256_set1_ps(x); }
 
 // rng::box_muller on 8 pairs, same operations in the same order.
 ZEROTH_AVX2 inline void box_muller8(__m256i a, __m256i b, __m256* z0, __m256* z1) {
-  const __m256 two_m24 = set1f(5.9604644775390625e-8f);
-  const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_srli_epi32(a, 8), set1u(1))), two_m24);
-  const __m256i bits = _mm256_castps_si256(u);
-  __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(bits, 23), set1u(0xff)), set1u(127));
-  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, set1u(0x007fffff)), set1u(0x3f800000)));
-  const __m256 big = _mm256_cmp_ps(m, set1f(1.41421356f), _CMP_GT_OQ);
-  m = _mm256_blendv_ps(m, _mm256_mul_ps(m, set1f(0.5f)), big);
-  e = _mm256_sub_epi32(e, _mm256_castps_si256(big));  // big is all ones (-1) where taken
+  // r = sqrt(minus_two_log(uniform_open0(a)))
+  const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_srli_epi32(a, 8), set1u(1))),
+                                 set1f(5.9604644775390625e-8f));
+  const __m256i t = _mm256_sub_epi32(_mm256_castps_si256(u), set1u(0x3f3504f3u));
+  const __m256 fe = _mm256_cvtepi32_ps(_mm256_srai_epi32(t, 23));
+  const __m256 m =
+      _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_castps_si256(u), _mm256_and_si256(t, set1u(0xff800000u))));
   const __m256 s = _mm256_div_ps(_mm256_add_ps(m, set1f(-1.0f)), _mm256_add_ps(m, set1f(1.0f)));
-  const __m256 s2 = _mm256_mul_ps(s, s);
-  __m256 p = _mm256_fmadd_ps(s2, set1f(0.11111111f), set1f(0.14285715f));
-  p = _mm256_fmadd_ps(p, s2, set1f(0.2f));
-  p = _mm256_fmadd_ps(p, s2, set1f(0.33333334f));
-  p = _mm256_fmadd_ps(p, s2, set1f(1.0f));
-  const __m256 log_m = _mm256_mul_ps(_mm256_mul_ps(set1f(2.0f), s), p);
-  const __m256 fe = _mm256_cvtepi32_ps(e);
-  const __m256 ln_u =
-      _mm256_add_ps(_mm256_fmadd_ps(fe, set1f(0.693145752f), log_m), _mm256_mul_ps(fe, set1f(1.42860677e-6f)));
-  const __m256 r = _mm256_sqrt_ps(_mm256_mul_ps(set1f(-2.0f), ln_u));
-  const __m256i quadrant = _mm256_srli_epi32(b, 30);
-  const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(b, 6), set1u(0xffffff))),
-                                 two_m24);
-  const __m256 t = _mm256_mul_ps(x, set1f(1.57079637f));
-  const __m256 t2 = _mm256_mul_ps(t, t);
-  __m256 ps = _mm256_fmadd_ps(t2, set1f(-2.50521084e-8f), set1f(2.75573192e-6f));
-  ps = _mm256_fmadd_ps(ps, t2, set1f(-1.98412698e-4f));
-  ps = _mm256_fmadd_ps(ps, t2, set1f(8.33333333e-3f));
-  ps = _mm256_fmadd_ps(ps, t2, set1f(-1.66666667e-1f));
-  ps = _mm256_fmadd_ps(ps, t2, set1f(1.0f));
-  const __m256 sn0 = _mm256_mul_ps(t, ps);
-  __m256 pc = _mm256_fmadd_ps(t2, set1f(2.08767570e-9f), set1f(-2.75573192e-7f));
-  pc = _mm256_fmadd_ps(pc, t2, set1f(2.48015873e-5f));
-  pc = _mm256_fmadd_ps(pc, t2, set1f(-1.38888889e-3f));
-  pc = _mm256_fmadd_ps(pc, t2, set1f(4.16666667e-2f));
-  pc = _mm256_fmadd_ps(pc, t2, set1f(-0.5f));
-  const __m256 cs0 = _mm256_fmadd_ps(pc, t2, set1f(1.0f));
-  const __m256 sign = set1f(-0.0f);
-  const __m256 q1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(quadrant, set1u(1)));
-  const __m256 q2 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(quadrant, set1u(2)));
-  const __m256 q3 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(quadrant, set1u(3)));
-  const __m256 neg_s = _mm256_xor_ps(sn0, sign), neg_c = _mm256_xor_ps(cs0, sign);
-  __m256 cs = cs0, sn = sn0;
-  cs = _mm256_blendv_ps(cs, neg_s, q1);
-  sn = _mm256_blendv_ps(sn, cs0, q1);
-  cs = _mm256_blendv_ps(cs, neg_c, q2);
-  sn = _mm256_blendv_ps(sn, neg_s, q2);
-  cs = _mm256_blendv_ps(cs, sn0, q3);
-  sn = _mm256_blendv_ps(sn, neg_c, q3);
-  *z0 = _mm256_mul_ps(r, cs);
-  *z1 = _mm256_mul_ps(r, sn);
+  const __m256 w = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_fmadd_ps(w, set1f(-0.5974159240722656f), set1f(-0.7995516657829285f));
+  p = _mm256_fmadd_ps(p, w, set1f(-1.333335518836975f));
+  p = _mm256_fmadd_ps(p, w, set1f(-4.0f));
+  const __m256 r = _mm256_sqrt_ps(_mm256_fmadd_ps(fe, set1f(-1.38629436f), _mm256_mul_ps(s, p)));
+  // sincos_octant at the position inside the octant (measured from its far end when odd)
+  const __m256i pos = _mm256_and_si256(_mm256_srli_epi32(b, 6), set1u(0x7fffffu));
+  const __m256 odd = _mm256_castsi256_ps(_mm256_slli_epi32(b, 2));  // blendv reads bit 31: b29
+  const __m256i rpos = _mm256_castps_si256(_mm256_blendv_ps(
+      _mm256_castsi256_ps(pos), _mm256_castsi256_ps(_mm256_sub_epi32(set1u(0x800000u), pos)), odd));
+  const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(rpos), set1f(1.1920928955078125e-7f));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 ps = _mm256_fmadd_ps(x2, set1f(-3.660915172076784e-05f), set1f(0.0024910164065659046f));
+  ps = _mm256_fmadd_ps(ps, x2, set1f(-0.08074583113193512f));
+  ps = _mm256_fmadd_ps(ps, x2, set1f(0.7853981852531433f));
+  const __m256 sn = _mm256_mul_ps(x, ps);
+  __m256 pc = _mm256_fmadd_ps(x2, set1f(3.490463996058679e-06f), set1f(-0.00032586330780759454f));
+  pc = _mm256_fmadd_ps(pc, x2, set1f(0.015854282304644585f));
+  pc = _mm256_fmadd_ps(pc, x2, set1f(-0.3084251284599304f));
+  const __m256 cs = _mm256_fmadd_ps(pc, x2, set1f(1.0f));
+  // The octant's swap and signs; a sign is flipped on the product's bits.
+  const __m256i bx = _mm256_xor_si256(b, _mm256_slli_epi32(b, 1));
+  const __m256 swap = _mm256_castsi256_ps(_mm256_slli_epi32(bx, 1));  // blendv reads bit 31: b30 ^ b29
+  const __m256 r0 = _mm256_mul_ps(r, _mm256_blendv_ps(cs, sn, swap));
+  const __m256 r1 = _mm256_mul_ps(r, _mm256_blendv_ps(sn, cs, swap));
+  const __m256i sign = set1u(0x80000000u);
+  *z0 = _mm256_xor_ps(r0, _mm256_castsi256_ps(_mm256_and_si256(bx, sign)));
+  *z1 = _mm256_xor_ps(r1, _mm256_castsi256_ps(_mm256_and_si256(b, sign)));
 }
 
 // Stores a[j], b[j], c[j], d[j] at out[4j .. 4j+3] (an 8x4 -> 4x8 transpose).
@@ -135,8 +121,14 @@ ZEROTH_AVX2 void philox_words(uint64_t seed, uint64_t stream, uint64_t block0, i
   }
 }
 
-ZEROTH_AVX2 void normal_blocks(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out) {
+ZEROTH_AVX2 void normal_blocks(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out,
+                               const void* prefetch) {
+  const char* pf = static_cast<const char*>(prefetch);
   for (int64_t b = 0; b < nblocks; b += 8) {
+    if (pf && nblocks - b >= 8) {  // the two cache lines of `prefetch` that go with these 8 blocks
+      __builtin_prefetch(pf + 16 * b, 1, 3);
+      __builtin_prefetch(pf + 16 * b + 64, 1, 3);
+    }
     __m256i c[4];
     philox8(seed, stream, block0 + static_cast<uint64_t>(b), c);
     __m256 z0, z1, z2, z3;

@@ -21,8 +21,13 @@ struct Kernels {
   // out[0 .. 4*nblocks): the Philox words of blocks block0 .. block0+nblocks-1, word k of block
   // b at out[4*(b - block0) + k].
   void (*philox_words)(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, uint32_t* out);
-  // out[0 .. 4*nblocks): the standard normals of those blocks (rng::normal4).
-  void (*normal_blocks)(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out);
+  // out[0 .. 4*nblocks): the standard normals of those blocks (rng::normal4). When `prefetch` is
+  // not null, the cache lines of its 16*nblocks bytes (the weights the caller combines with
+  // these normals next) are requested for writing a few at a time while the normals are
+  // computed: the loads overlap the arithmetic, and a few misses in flight at a time do not
+  // stall it the way one burst of 128 prefetches did (SIMD tables; the scalar one ignores it).
+  void (*normal_blocks)(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out,
+                        const void* prefetch);
   // out[i] = bit i of words (little-endian) ? +1 : -1, for i < n (n a multiple of 32).
   void (*expand_signs)(const uint32_t* words, int64_t n, float* out);
 

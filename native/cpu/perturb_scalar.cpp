@@ -15,7 +15,7 @@ void philox_words(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nbloc
   }
 }
 
-void normal_blocks(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out) {
+void normal_blocks(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, float* out, const void*) {
   for (int64_t b = 0; b < nblocks; ++b) rng::normal4(seed, stream, block0 + static_cast<uint64_t>(b), out + 4 * b);
 }
 

@@ -12,6 +12,11 @@
 //  4. Stochastic rounding hits the two neighbours with the right probabilities (within 5
 //     standard errors sqrt(p(1-p)/n)), in the bf16, f16-normal and f16-subnormal paths.
 //  5. Magnitude masks against a brute-force count; argument errors.
+//  6. The accuracy of the normal transform (philox.h) against float64: rng::box_muller over
+//     10^7 normals against the same Box–Muller computed in double from the same Philox words,
+//     and its two polynomial pieces over every input the generator gives them (all 2^24
+//     uniforms for -2·ln u, all 2^23 + 1 octant positions for sin/cos). Bounds: the measured
+//     maxima (printed) rounded up; philox.h states them.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -105,15 +110,16 @@ void test_tables() {
   for (SimdLevel l : levels()) {
     const Kernels& k = perturb_detail::kernels_for(l);
     const std::string name = simd_level_name(l);
-    for (int64_t nb : {1, 7, 8, 15, 16, 17, 40}) {
+    for (int64_t nb : {1, 7, 8, 15, 16, 17, 40, 63, 64, 100, 512}) {
       for (uint64_t block0 : {0ull, 5ull, 0xfffffff8ull, 0xfffffffffffffff0ull}) {
         std::vector<uint32_t> a(4 * nb), b(4 * nb);
         ref.philox_words(11, 0xdeadbeefcafeull, block0, nb, a.data());
         k.philox_words(11, 0xdeadbeefcafeull, block0, nb, b.data());
         check(a == b, name + " philox_words nb=" + std::to_string(nb));
         std::vector<float> za(4 * nb), zb(4 * nb);
-        ref.normal_blocks(12, 3, block0, nb, za.data());
-        k.normal_blocks(12, 3, block0, nb, zb.data());
+        std::vector<float> weights(4 * nb, 1.0f);  // a prefetch hint changes nothing
+        ref.normal_blocks(12, 3, block0, nb, za.data(), nullptr);
+        k.normal_blocks(12, 3, block0, nb, zb.data(), weights.data());
         check(std::memcmp(za.data(), zb.data(), za.size() * 4) == 0, name + " normal_blocks nb=" + std::to_string(nb));
       }
     }
@@ -386,6 +392,63 @@ void test_masks_and_errors() {
         "fill_z range overflow");
 }
 
+
+// ---- 6. accuracy of the normal transform ------------------------------------------------------
+
+// Distance from the float64 value `want` in units of the float spacing at |want| (at max(1, |want|)
+// when `floor1`): the error measure the bounds below use.
+double ulps(double got, double want, bool floor1) {
+  const double mag = floor1 ? std::fmax(1.0, std::fabs(want)) : std::fabs(want);
+  const float f = static_cast<float>(mag);
+  const double spacing = static_cast<double>(std::nextafter(f, std::numeric_limits<float>::infinity())) - f;
+  return std::fabs(got - want) / spacing;
+}
+
+void test_transform_accuracy() {
+  // Box–Muller on Philox words: z against r·cos / r·sin in double from the same a and b.
+  double worst = 0, worst_ulp = 0;
+  for (uint64_t block = 0; block < 2500000; ++block) {
+    const rng::U32x4 r = rng::philox_block(0x5eed, 0x57ea4, block);
+    for (int pair = 0; pair < 2; ++pair) {
+      const uint32_t a = r.v[2 * pair], b = r.v[2 * pair + 1];
+      float z0, z1;
+      rng::box_muller(a, b, &z0, &z1);
+      const double radius = std::sqrt(-2.0 * std::log(static_cast<double>((a >> 8) + 1u) / 16777216.0));
+      const double angle =
+          1.5707963267948966 * (static_cast<double>(b >> 30) + static_cast<double>((b >> 6) & 0xffffffu) / 16777216.0);
+      const std::pair<float, double> outs[] = {{z0, radius * std::cos(angle)}, {z1, radius * std::sin(angle)}};
+      for (const auto& [got, want] : outs) {
+        worst = std::fmax(worst, std::fabs(got - want) / std::fmax(1.0, std::fabs(want)));
+        worst_ulp = std::fmax(worst_ulp, ulps(got, want, true));
+      }
+    }
+  }
+  check(worst <= 2.5e-7, "box_muller vs float64: max |z - z64| / max(1, |z64|) = " + std::to_string(worst));
+  // -2·ln u for every u = k·2^-24 the generator produces (k = 1 .. 2^24; u = 1 gives exactly 0).
+  double worst_log = 0;
+  for (uint32_t k = 1; k <= (1u << 24); ++k) {
+    const float u = rng::uniform_open0((k - 1u) << 8);
+    const float got = rng::minus_two_log(u);
+    if (k == (1u << 24)) check(got == 0.0f, "minus_two_log(1) == 0");
+    else worst_log = std::fmax(worst_log, ulps(got, -2.0 * std::log(static_cast<double>(u)), false));
+  }
+  check(worst_log <= 3.0, "minus_two_log error " + std::to_string(worst_log) + " ulp");
+  // sin and cos of (pi/4)·x at every position x = p·2^-23 (p = 0 .. 2^23), relative to the value.
+  double worst_trig = 0;
+  for (uint32_t p = 0; p <= (1u << 23); ++p) {
+    const float x = static_cast<float>(p) * 1.1920928955078125e-7f;
+    float s, c;
+    rng::sincos_octant(x, &s, &c);
+    const double angle = static_cast<double>(x) * 0.78539816339744831;
+    if (p > 0) worst_trig = std::fmax(worst_trig, ulps(s, std::sin(angle), false));
+    else check(s == 0.0f, "sin(0) == 0");
+    worst_trig = std::fmax(worst_trig, ulps(c, std::cos(angle), false));
+  }
+  check(worst_trig <= 2.0, "sincos_octant error " + std::to_string(worst_trig) + " ulp");
+  std::printf("normal transform vs float64: box_muller %.3g of max(1,|z|) (%.2f ulp) over 1e7 normals; "
+              "-2 ln u %.2f ulp; sin/cos %.2f ulp\n", worst, worst_ulp, worst_log, worst_trig);
+}
+
 }  // namespace
 
 int main() {
@@ -401,5 +464,6 @@ int main() {
   test_threads();
   test_stochastic_rounding();
   test_masks_and_errors();
+  test_transform_accuracy();
   return report();
 }
