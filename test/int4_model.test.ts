@@ -147,6 +147,20 @@ describe('model.quantize and the int4 forward', () => {
     expect(() => new zeroth.optim.ZOSGD(model, { lr: 1e-3 })).not.toThrow();
   });
 
+  it("the scale floor applies to a quantized model's scales only, not to a user tensor named '*.scales'", async () => {
+    using t = zeroth.tensor([0.5, 0.25]);
+    const plain = new zeroth.optim.ZOSGD({ 'my.scales': t }, { lr: 0.1, seed: 1 });
+    await plain.step(() => t.toTypedArray()[0]! * 100); // a large step: nothing holds it up
+    expect(zeroth.optim.decodeTrajectory(plain.trajectory()).header.options.scaleFloor).toBeUndefined();
+    plain.dispose();
+    using model = await loadModel(join(FIXTURES, 'gpt2-tiny'));
+    await model.quantize({ bits: 4, groupSize: 32 });
+    for (const v of Object.values(model.trainable({ mode: 'scales' }))) v.dispose();
+    const qzo = new zeroth.optim.ZOSGD(model, { lr: 1e-3, seed: 1 });
+    expect(zeroth.optim.decodeTrajectory(qzo.trajectory()).header.options.scaleFloor).toBe(0.1);
+    qzo.dispose();
+  });
+
   it("trainable({mode: 'scales'}) needs a quantized model", async () => {
     using model = await loadModel(join(FIXTURES, 'gpt2-tiny'));
     expect(() => model.trainable({ mode: 'scales' })).toThrow(/quantized/);

@@ -48,7 +48,7 @@ export interface ZOOptions {
    */
   gradClip?: number;
   /**
-   * Quantization scales (parameters named '*.scales', which QZO trains) never fall below
+   * A quantized model's scales ('<layer>.scales', which QZO trains) never fall below
    * scaleFloor × their value when the optimizer was made, nor change sign (default 0.1;
    * 0 turns the floor off). Other parameters are unaffected.
    */
@@ -226,8 +226,11 @@ export abstract class ZOOptimizer {
       for (const t of this.#modelTensors) t.dispose();
       throw err;
     }
-    // The floor is set from the scales as they are now: replay starts from the same base.
-    if (scaleFloor > 0 && this.params.names.some(isQuantScale)) this.options.scaleFloor = scaleFloor;
+    // The floor is set from the scales as they are now: replay starts from the same base. It
+    // applies to a quantized model's scales only, never to a user's tensor that happens to be
+    // named '*.scales'.
+    const quantized = new Set((this.model?.quantizedNames() ?? []).map((n) => `${n.replace(/\.weight$/, '')}.scales`));
+    if (scaleFloor > 0 && this.params.names.some((n) => isQuantScale(n) && quantized.has(n))) this.options.scaleFloor = scaleFloor;
     this.#state.initFloors(this.params, this.options.scaleFloor);
     this.#seeds = new SeedSequence(seed);
     this.#journal = native.journalCreate() as object;
