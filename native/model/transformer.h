@@ -66,6 +66,10 @@ struct TransformerConfig {
 
 void validate_config(const TransformerConfig& c);  // E_UNSUPPORTED / E_INVALID_ARG naming the field
 
+// "<stem>.weight" -> "<stem>" (other names unchanged): the module a weight belongs to, which
+// names its LoRA adapters, its quantization scales and its GPTQ tensors.
+std::string weight_stem(const std::string& name);
+
 // The perturbation a forward applies to its weight reads. Only weights named in `streams`
 // are perturbed (the trainable ones), each with its own stream id.
 struct ForwardPerturbation {

@@ -268,8 +268,7 @@ std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorP
          "LoRA for '" + weight + "' needs A [rank, " + std::to_string(in) + "] and B [" + std::to_string(out) +
              ", rank]; got A " + shape_string(a->shape) + " and B " + shape_string(b->shape));
   ZCHECK(std::isfinite(scale), ZEROTH_E_INVALID_ARG, "LoRA scale must be finite");
-  const std::string stem = weight.size() > 7 && weight.compare(weight.size() - 7, 7, ".weight") == 0
-                               ? weight.substr(0, weight.size() - 7) : weight;
+  const std::string stem = weight_stem(weight);
   auto m = std::shared_ptr<Model>(new Model(*this));
   auto add = [&](const std::string& name, const TensorPtr& t) {
     ZCHECK(!m->index_.count(name), ZEROTH_E_INVALID_ARG, "the model already has a weight named '" + name + "'");

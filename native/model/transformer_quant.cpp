@@ -17,10 +17,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string stem_of(const std::string& name) {
-  return ends_with(name, ".weight") ? name.substr(0, name.size() - 7) : name;
-}
-
 // A contiguous [cols, rows] copy of a 2-D f32 tensor.
 TensorPtr transposed(const Tensor& t) {
   const int64_t rows = t.shape[0], cols = t.shape[1];
@@ -36,6 +32,10 @@ TensorPtr transposed(const Tensor& t) {
 }
 
 }  // namespace
+
+std::string weight_stem(const std::string& name) {
+  return ends_with(name, ".weight") ? name.substr(0, name.size() - 7) : name;
+}
 
 TensorPtr quantized_with_f32_scales(const Tensor& q) {
   ZCHECK(q.quant && q.quant->scales, ZEROTH_E_INVALID_ARG, "a quantized weight carries no scales");
@@ -106,7 +106,7 @@ GptqFormat gptq_checkpoint_format(const std::vector<const Weight*>& quantized,
            "'" + w->name + "' is not an int4 or int8 weight; GPTQ checkpoints hold 4- and 8-bit layers");
     std::vector<float> storage;
     const QuantMatrix m = quant_matrix(q, storage);
-    Layer L{stem_of(w->name), m.bits, m.group_size, m.cols, m.group_size >= m.cols, static_cast<bool>(m.perm), true};
+    Layer L{weight_stem(w->name), m.bits, m.group_size, m.cols, m.group_size >= m.cols, static_cast<bool>(m.perm), true};
     // sym: every zero point is 8 (int4; GPTQ stores zeros even then, and a symmetric layer loaded
     // from a checkpoint arrives with explicit zeros); int8 is symmetric by construction.
     if (m.zeros)
@@ -159,7 +159,7 @@ GptqFormat gptq_checkpoint_format(const std::vector<const Weight*>& quantized,
   }
   for (const std::string& name : float_linear) {
     GptqOverride o;
-    o.key = gptq_exact_key(stem_of(name), true);
+    o.key = gptq_exact_key(weight_stem(name), true);
     f.dynamic.push_back(std::move(o));
   }
   return f;
@@ -187,7 +187,7 @@ std::vector<std::string> Model::linear_names() const {
 
 void Model::add_scales_entry(int w) {
   Weight& q = weights_[static_cast<size_t>(w)];
-  const std::string name = stem_of(q.name) + ".scales";
+  const std::string name = weight_stem(q.name) + ".scales";
   ZCHECK(!index_.count(name), ZEROTH_E_FORMAT,
          "the model already has a tensor named '" + name + "'; it would clash with the scales of '" + q.name + "'");
   TensorPtr scales = q.tensor->quant->scales;

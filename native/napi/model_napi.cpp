@@ -329,8 +329,7 @@ Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
     }
     format = model::gptq_checkpoint_format(quantized, float_linear);
     for (const model::Weight* w : quantized) {
-      const std::string stem = w->name.size() > 7 && w->name.compare(w->name.size() - 7, 7, ".weight") == 0
-                                   ? w->name.substr(0, w->name.size() - 7) : w->name;
+      const std::string stem = model::weight_stem(w->name);
       const std::optional<model::GptqFormat> lf = model::gptq_layer_format(format, stem);
       ZCHECK(lf.has_value(), ZEROTH_E_INVALID_ARG, "internal: the checkpoint format excludes quantized '" + stem + "'");
       layers.push_back({w->name, model::quantized_to_gptq(stem, *w->tensor, *lf)});
