@@ -9,6 +9,8 @@
 //   stepSeconds          one fused step: two perturbed forwards + the update pass
 //   twoForwardsSeconds   two plain forwards (model.loss) — the floor a ZO step cannot beat;
 //                        stepOverTwoForwards = perturbation + update overhead (target <= 1.1)
+//   cpuSeconds           the same two, in process CPU time (all threads): less disturbed by
+//                        other tenants of a shared machine than the wall-clock medians
 //   pytorch              the MeZO step users run today (../shared/anchors/mezo_ref.py, Debian
 //                        python3-torch, 2 threads, in-place seeded perturbation) on the same
 //                        shapes; pytorchOverStep = our speed-up (target >= 2). null when python3
@@ -31,10 +33,16 @@ const { model, params } = await randomGpt2(zeroth, { L, D, H, V, P });
 const { inputIds: ids, attentionMask: mask } = tokenBatch(zeroth, B, T, V);
 const opt = new zeroth.optim.ZOSGD(model, { lr: 1e-6, eps: 1e-3, seed: 1 });
 
+// Process CPU seconds (all threads): a second view that a burst on a shared machine, which
+// stretches wall time while our threads wait to be scheduled, disturbs less.
+const cpuNow = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const cpuSteps = [];
+const cpuPairs = [];
+
 async function plainLoss() {
-  const t0 = now();
+  const t0 = now(), c0 = cpuNow();
   (await model.loss(ids, { attentionMask: mask })).dispose();
-  return now() - t0;
+  return [now() - t0, cpuNow() - c0];
 }
 // Warm-up: pages, thread pool, packing buffers.
 await plainLoss();
@@ -44,10 +52,13 @@ await opt.step({ inputIds: ids, attentionMask: mask });
 const steps = [];
 const pairs = [];
 for (let r = 0; r < REPS; r++) {
-  const t0 = now();
+  const t0 = now(), c0 = cpuNow();
   await opt.step({ inputIds: ids, attentionMask: mask });
   steps.push(now() - t0);
-  pairs.push((await plainLoss()) + (await plainLoss()));
+  cpuSteps.push(cpuNow() - c0);
+  const [a, b] = [await plainLoss(), await plainLoss()];
+  pairs.push(a[0] + b[0]);
+  cpuPairs.push(a[1] + b[1]);
 }
 opt.dispose();
 model.dispose();
@@ -82,6 +93,7 @@ console.log(JSON.stringify({
   twoForwardsSeconds,
   stepOverTwoForwards: stepSeconds / twoForwardsSeconds,
   targetStepOverTwoForwards: 1.1,
+  cpuSeconds: { step: median(cpuSteps), twoForwards: median(cpuPairs), stepOverTwoForwards: median(cpuSteps) / median(cpuPairs) },
   pytorch,
   pytorchOverStep: pytorch?.stepSeconds ? pytorch.stepSeconds / stepSeconds : null,
   targetPytorchOverStep: 2,

@@ -107,17 +107,18 @@ void pack_a(const Problem& p, int64_t i0, int64_t mc, int64_t p0, int64_t kc, fl
 
 // Packs depth [p0, p0 + kc) × columns [j0, j0 + nc) of op(B) into NR-wide micro-panels. With an
 // active perturbation every element becomes fl(b + fl(scale·z(offset))) on the way, offset being
-// the element's position in B's own storage; add_scaled_z works on runs that are contiguous there.
+// the element's position in B's own storage; add_scaled_z_from works on runs that are contiguous there.
 void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   const int nr = p.k->nr;
   const PerturbDesc& z = p.perturb;
   if (!p.trans_b) {  // B stored [K, N]: each depth step is a contiguous run of nc values
+    // Perturbed, b + scale·z goes to an L1 run first: one z draw per run (writing straight into
+    // the NR-wide pieces of the panels was slower, by the cost of a kernel call per piece).
     float* run = z.active ? t_row.get(nc) : nullptr;
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = p.B + (p0 + k) * p.ldb + j0;
       if (z.active) {
-        std::memcpy(run, src, static_cast<size_t>(nc) * sizeof(float));
-        add_scaled_z(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc, run);
+        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc, src, run);
         src = run;
       }
       for (int64_t jr = 0; jr < nc; jr += nr) {
@@ -139,8 +140,8 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
     if (z.active) {
       for (int j = 0; j < cols; ++j) {
         float* run = block + j * kc;
-        std::memcpy(run, src + j * p.ldb, static_cast<size_t>(kc) * sizeof(float));
-        add_scaled_z(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0), kc, run);
+        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0), kc,
+                          src + j * p.ldb, run);
       }
       src = block;
       ld = kc;

@@ -650,13 +650,18 @@ void fill_z(uint64_t seed, uint64_t stream, rng::Distribution dist, uint64_t fir
 
 void add_scaled_z(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
                   float* out) {
+  add_scaled_z_from(seed, stream, dist, scale, first, n, out, out);
+}
+
+void add_scaled_z_from(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
+                       const float* src, float* out) {
   check_range(first, n);
   const Kernels& k = perturb_detail::kernels();
   alignas(64) float z[kPerturbBlock];
   for (int64_t i = 0; i < n; i += kPerturbBlock) {
     const int64_t m = std::min(kPerturbBlock, n - i);
     draw(k, seed, stream, dist, first + static_cast<uint64_t>(i), m, z);
-    k.perturb(out + i, out + i, z, scale, nullptr, nullptr, nullptr, m);
+    k.perturb(out + i, src + i, z, scale, nullptr, nullptr, nullptr, m);
   }
 }
 

@@ -113,6 +113,9 @@ void fill_z(uint64_t seed, uint64_t stream, rng::Distribution dist, uint64_t fir
 // embedding rows). Each element is fl(x + fl(scale * z)), the same value perturb_to writes.
 void add_scaled_z(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
                   float* out);
+// out[i] = src[i] + scale * z(first + i), the same values without a copy first (src may be out).
+void add_scaled_z_from(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
+                       const float* src, float* out);
 
 // Sparse MeZO masks from weight magnitudes: a u8 bitmask tensor in PerturbTarget::mask's
 // layout. AtMost: |w| <= value trains. Smallest / Largest: exactly round(value * numel)

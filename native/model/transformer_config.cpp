@@ -317,9 +317,9 @@ void Model::Resolved::row(int w, int64_t r, int64_t width, float* out) const {
     return;
   }
   const float* src = data(w) + r * width;
-  std::copy(src, src + width, out);
   const PerturbDesc& d = desc[static_cast<size_t>(w)];
-  if (d.active) add_scaled_z(d.seed, d.stream, d.dist, d.scale, static_cast<uint64_t>(r * width), width, out);
+  if (d.active) add_scaled_z_from(d.seed, d.stream, d.dist, d.scale, static_cast<uint64_t>(r * width), width, src, out);
+  else std::copy(src, src + width, out);
 }
 
 }  // namespace zeroth::model
