@@ -39,6 +39,7 @@
 
 #include "../../cuda/gemm_plan.h"
 #include "check.h"
+#include "cuda_test.h"
 #include "core/backend.h"
 #include "core/cpu_features.h"
 #include "core/errors.h"
@@ -59,14 +60,14 @@
 using namespace zeroth;
 
 using zeroth_test::check;
+using zeroth_test::download;
+using zeroth_test::expect_status;
+using zeroth_test::kGpu;
+using zeroth_test::perturb_desc;
+using zeroth_test::seconds_of;
+using zeroth_test::upload;
 
 namespace {
-
-// check.h's expect_error with the callable first (reads better next to the calls it wraps).
-template <typename F>
-void expect_status(zeroth_status want, F&& fn, const std::string& what) {
-  zeroth_test::expect_error(want, what, std::forward<F>(fn));
-}
 
 // ---- host plan (runs everywhere) ----------------------------------------------------------
 
@@ -108,7 +109,6 @@ void test_plan() {
 
 #ifdef ZEROTH_WITH_CUDA
 
-const zeroth_device kGpu{ZEROTH_DEVICE_CUDA, 0};
 const zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
 constexpr double kU = 5.9604644775390625e-8;  // 2^-24
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -116,17 +116,6 @@ const float kNaN = std::numeric_limits<float>::quiet_NaN();
 struct Rng : zeroth_test::Rng {  // check.h's generator, uniform in [-1, 1)
   float f() { return uniform(); }
 };
-
-template <typename T>
-TensorPtr upload(zeroth_dtype dt, const std::vector<T>& v) {
-  return tensor_from_host(dt, Shape{static_cast<int64_t>(v.size())}, kGpu, v.data(), v.size() * sizeof(T));
-}
-template <typename T>
-std::vector<T> download(const Tensor& t) {
-  std::vector<T> out(t.nbytes() / sizeof(T));
-  tensor_to_host(t, out.data(), out.size() * sizeof(T));
-  return out;
-}
 
 // A rows × cols matrix stored with leading dimension ld (padding NaN) plus `shift` leading
 // elements (to misalign the data pointer); returns the storage, the matrix starts at `shift`.
@@ -371,16 +360,6 @@ std::vector<float> randoms(Rng& r, size_t n, float scale = 1.0f) {
   return v;
 }
 
-PerturbDesc desc(uint64_t seed, const char* name, float scale, rng::Distribution dist) {
-  PerturbDesc d;
-  d.active = true;
-  d.seed = seed;
-  d.stream = rng::stream_id(name, std::strlen(name));
-  d.scale = scale;
-  d.dist = dist;
-  return d;
-}
-
 std::vector<float> perturbed_copy(const std::vector<float>& w, const PerturbDesc& d) {
   std::vector<float> out = w;
   add_scaled_z(d.seed, d.stream, d.dist, d.scale, 0, static_cast<int64_t>(out.size()), out.data());
@@ -391,8 +370,8 @@ void test_norms() {
   Rng r{5};
   const int64_t rows = 37, d = 768;
   const std::vector<float> x = randoms(r, rows * d, 3.0f), w = randoms(r, d), b = randoms(r, d, 0.1f);
-  const PerturbDesc wp = desc(11, "ln.weight", 1e-2f, rng::Distribution::Normal);
-  const PerturbDesc bp = desc(11, "ln.bias", 1e-2f, rng::Distribution::Rademacher);
+  const PerturbDesc wp = perturb_desc(11, "ln.weight", 1e-2f, rng::Distribution::Normal);
+  const PerturbDesc bp = perturb_desc(11, "ln.bias", 1e-2f, rng::Distribution::Rademacher);
   TensorPtr gx = upload(ZEROTH_F32, x), gw = upload(ZEROTH_F32, w), gb = upload(ZEROTH_F32, b);
   TensorPtr go = tensor_empty(ZEROTH_F32, Shape{rows * d}, kGpu);
   std::string where;
@@ -472,7 +451,7 @@ void test_embedding() {
   TensorPtr gt = upload(ZEROTH_F32, table), gi = upload(ZEROTH_I32, ids);
   TensorPtr go = tensor_empty(ZEROTH_F32, Shape{n * width}, kGpu);
   for (int dist = 0; dist < 2; ++dist) {
-    const PerturbDesc pd = desc(3, "wte", 1e-3f, dist ? rng::Distribution::Rademacher : rng::Distribution::Normal);
+    const PerturbDesc pd = perturb_desc(3, "wte", 1e-3f, dist ? rng::Distribution::Rademacher : rng::Distribution::Normal);
     cuda::embedding(0, gt->as<float>(), vocab, width, pd, gi->as<int32_t>(), n, false, go->as<float>());
     std::vector<float> want(static_cast<size_t>(n * width));
     for (int64_t i = 0; i < n; ++i) {
@@ -652,19 +631,6 @@ void test_dispatch() {
 
 // ---- benchmark mode -------------------------------------------------------------------------
 
-double seconds_of(const std::function<void()>& fn, int reps) {
-  fn();  // warm: first launches, allocator, caches
-  backend_for(kGpu).synchronize(0);
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    backend_for(kGpu).synchronize(0);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
 void bench() {
   const DeviceInfo info = device_info(kGpu);
   std::printf("{\"bench\": \"cuda\", \"device\": \"%s\", \"gemm\": [", info.name.c_str());
@@ -677,8 +643,8 @@ void bench() {
     TensorPtr x = tensor_zeros(ZEROTH_F32, Shape{M * K}, kGpu), w = tensor_zeros(ZEROTH_F32, Shape{N * K}, kGpu);
     TensorPtr y = tensor_empty(ZEROTH_F32, Shape{M * N}, kGpu);
     TensorPtr xh = tensor_zeros(ZEROTH_BF16, Shape{M * K}, kGpu), wh = tensor_zeros(ZEROTH_BF16, Shape{N * K}, kGpu);
-    const PerturbDesc pd = desc(1, "bench.weight", 1e-3f, rng::Distribution::Normal);
-    const PerturbDesc pr = desc(1, "bench.weight", 1e-3f, rng::Distribution::Rademacher);
+    const PerturbDesc pd = perturb_desc(1, "bench.weight", 1e-3f, rng::Distribution::Normal);
+    const PerturbDesc pr = perturb_desc(1, "bench.weight", 1e-3f, rng::Distribution::Rademacher);
     const double flop = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
     const int reps = 5;
     const double f32 = seconds_of([&] { cuda::gemm_f32(false, true, M, N, K, 1.0f, x->as<float>(), K, w->as<float>(), K, 0.0f, y->as<float>(), N); }, reps);
@@ -740,50 +706,22 @@ void bench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+  return zeroth_test::cuda_test_main("test_cuda_gemm", argc, argv, test_plan,
 #ifdef ZEROTH_WITH_CUDA
-    if (device_count(ZEROTH_DEVICE_CUDA) > 0) {
-      try {
-        bench();
-        return 0;
-      } catch (const Error& e) {
-        std::printf("{\"error\": \"%s\"}\n", status_name(e.code()));
-        return 1;
-      }
-    }
-#endif
-    std::printf("{\"skipped\": \"no CUDA device\"}\n");
-    return 0;
-  }
-  try {
-    test_plan();
-  } catch (const Error& e) {
-    check(false, std::string("unexpected error in the host plan checks ") + status_name(e.code()) + ": " + e.what());
-  }
-#ifndef ZEROTH_WITH_CUDA
-  std::printf("SKIP test_cuda_gemm GPU checks: this build of zeroth has no CUDA backend (host plan checked)\n");
+                                     [] {
+                                       test_gemm_f32();
+                                       test_perturbed_gemm();
+                                       test_gemm_half();
+                                       test_norms();
+                                       test_activations();
+                                       test_rope();
+                                       test_embedding();
+                                       test_attention();
+                                       test_cross_entropy();
+                                       test_dispatch();
+                                     },
+                                     bench);
 #else
-  if (device_count(ZEROTH_DEVICE_CUDA) == 0) {
-    std::printf("SKIP test_cuda_gemm GPU checks: no usable CUDA device or driver on this machine (host plan "
-                "checked)\n");
-  } else {
-    try {
-      const DeviceInfo info = device_info(kGpu);
-      std::printf("device: %s\n", info.name.c_str());
-      test_gemm_f32();
-      test_perturbed_gemm();
-      test_gemm_half();
-      test_norms();
-      test_activations();
-      test_rope();
-      test_embedding();
-      test_attention();
-      test_cross_entropy();
-      test_dispatch();
-    } catch (const Error& e) {
-      check(false, std::string("unexpected error ") + status_name(e.code()) + ": " + e.what());
-    }
-  }
+                                     [] {}, [] {});
 #endif
-  return zeroth_test::report();
 }

@@ -43,6 +43,7 @@
 
 #include "../../cuda/int4_gemm_cuda.h"
 #include "check.h"
+#include "cuda_test.h"
 #include "core/backend.h"
 #include "core/errors.h"
 #include "core/half.h"
@@ -56,13 +57,14 @@
 using namespace zeroth;
 
 using zeroth_test::check;
+using zeroth_test::download;
+using zeroth_test::expect_status;
+using zeroth_test::kGpu;
+using zeroth_test::perturb_desc;
+using zeroth_test::seconds_of;
+using zeroth_test::upload;
 
 namespace {
-
-template <typename F>
-void expect_status(zeroth_status want, F&& fn, const std::string& what) {
-  zeroth_test::expect_error(want, what, std::forward<F>(fn));
-}
 
 // ---- host plan (runs everywhere) ----------------------------------------------------------
 
@@ -187,7 +189,6 @@ void test_plan() {
 
 #ifdef ZEROTH_WITH_CUDA
 
-const zeroth_device kGpu{ZEROTH_DEVICE_CUDA, 0};
 const zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kSentinel = 12345.0f;
@@ -202,17 +203,6 @@ const char* path_name(QuantPath p) {
     case QuantPath::Gemm: return "gemm";
   }
   return "?";
-}
-
-template <typename T>
-TensorPtr upload(zeroth_dtype dt, const std::vector<T>& v) {
-  return tensor_from_host(dt, Shape{static_cast<int64_t>(v.size())}, kGpu, v.data(), v.size() * sizeof(T));
-}
-template <typename T>
-std::vector<T> download(const Tensor& t) {
-  std::vector<T> out(t.nbytes() / sizeof(T));
-  tensor_to_host(t, out.data(), out.size() * sizeof(T));
-  return out;
 }
 
 struct Case {
@@ -331,16 +321,6 @@ void compare(const std::vector<float>& got, const std::vector<float>& want, cons
   check(bad_pad == 0, "y's padding untouched, " + what);
 }
 
-PerturbDesc desc(uint64_t seed, const char* name, float scale, rng::Distribution dist) {
-  PerturbDesc d;
-  d.active = true;
-  d.seed = seed;
-  d.stream = rng::stream_id(name, std::strlen(name));
-  d.scale = scale;
-  d.dist = dist;
-  return d;
-}
-
 void run_case(const Case& c, Rng& r, bool perturbed) {
   const std::string what = name_of(c);
   TensorPtr q = make_weight(c, r);
@@ -368,7 +348,7 @@ void run_case(const Case& c, Rng& r, bool perturbed) {
 
   for (int d = 0; d < 2; ++d) {
     const rng::Distribution dist = d ? rng::Distribution::Rademacher : rng::Distribution::Normal;
-    const PerturbDesc pd = desc(0x5eed0000ull + static_cast<uint64_t>(c.rows), "model.layers.0.mlp.up_proj.scales",
+    const PerturbDesc pd = perturb_desc(0x5eed0000ull + static_cast<uint64_t>(c.rows), "model.layers.0.mlp.up_proj.scales",
                                 2e-3f, dist);
     const std::string pw = what + (d ? ", rademacher" : ", normal");
     const std::vector<float> fused = run_gpu(dw.matrix, c.M, gx, ldx, ldy, pd, c.path);
@@ -502,25 +482,12 @@ void test_edges() {
 
 // ---- benchmark mode -------------------------------------------------------------------------
 
-double best_of(const std::function<void()>& fn, int reps) {
-  fn();  // warm: first launches, allocator
-  backend_for(kGpu).synchronize(0);
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    backend_for(kGpu).synchronize(0);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
 void bench() {
   const DeviceInfo info = device_info(kGpu);
   // The reference: a device-to-device copy of 512 MiB (bytes read + written per second).
   const int64_t copy_n = int64_t{128} << 20;
   TensorPtr big = tensor_zeros(ZEROTH_F32, Shape{copy_n}, kGpu);
-  const double copy_s = best_of([&] { tensor_copy(*big, ZEROTH_F32, kGpu); }, 5);
+  const double copy_s = seconds_of([&] { tensor_copy(*big, ZEROTH_F32, kGpu); }, 5);
   const double copy_GBps = 2.0 * 4.0 * static_cast<double>(copy_n) / copy_s / 1e9;
   big.reset();
   std::printf("{\"bench\": \"cuda_int4\", \"device\": \"%s\", \"copy_GBps\": %.1f, \"gemv\": [", info.name.c_str(),
@@ -559,11 +526,11 @@ void bench() {
     }
     TensorPtr x = upload(ZEROTH_F32, std::vector<float>(static_cast<size_t>(8 * in), 0.5f));
     TensorPtr y = tensor_zeros(ZEROTH_F32, Shape{8 * out}, kGpu);
-    const PerturbDesc pn = desc(3, "bench.scales", 1e-3f, rng::Distribution::Normal);
+    const PerturbDesc pn = perturb_desc(3, "bench.scales", 1e-3f, rng::Distribution::Normal);
     // quant_matmul_on: the kernels without the driver's pointer queries (the model forward's
     // call); `checked` adds them (quant_matmul), which host-bounds the smallest shape.
     auto per_gemv = [&](int64_t M, const PerturbDesc& pd, bool checked) {
-      return best_of([&] {
+      return seconds_of([&] {
                for (const QuantMatrixDevice& w : ws) {
                  if (checked) cuda::quant_matmul(w, M, x->as<float>(), in, y->as<float>(), out, pd);
                  else cuda::quant_matmul_on(0, w, M, x->as<float>(), in, y->as<float>(), out, pd);
@@ -600,10 +567,10 @@ void bench() {
     w.codes4 = gc->as<uint8_t>();
     w.scales = gsc->as<float>();
     w.fixed_zero = 8.0f;
-    const double t = best_of([&] { cuda::quant_matmul(w, M, x->as<float>(), in, y->as<float>(), out); }, 5);
-    const double tp = best_of([&] {
+    const double t = seconds_of([&] { cuda::quant_matmul(w, M, x->as<float>(), in, y->as<float>(), out); }, 5);
+    const double tp = seconds_of([&] {
       cuda::quant_matmul(w, M, x->as<float>(), in, y->as<float>(), out,
-                         desc(3, "bench.scales", 1e-3f, rng::Distribution::Normal));
+                         perturb_desc(3, "bench.scales", 1e-3f, rng::Distribution::Normal));
     }, 5);
     const double flop = 2.0 * static_cast<double>(M) * static_cast<double>(out) * static_cast<double>(in);
     std::printf("%s{\"M\": %lld, \"out\": %lld, \"in\": %lld, \"gemm_tflops\": %.3f, \"gemm_perturbed_tflops\": %.3f}",
@@ -619,42 +586,14 @@ void bench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
+  return zeroth_test::cuda_test_main("test_cuda_int4", argc, argv, test_plan,
 #ifdef ZEROTH_WITH_CUDA
-    if (device_count(ZEROTH_DEVICE_CUDA) > 0) {
-      try {
-        bench();
-        return 0;
-      } catch (const Error& e) {
-        std::printf("{\"error\": \"%s\"}\n", status_name(e.code()));
-        return 1;
-      }
-    }
-#endif
-    std::printf("{\"skipped\": \"no CUDA device\"}\n");
-    return 0;
-  }
-  try {
-    test_plan();
-  } catch (const Error& e) {
-    check(false, std::string("unexpected error in the host plan checks ") + status_name(e.code()) + ": " + e.what());
-  }
-#ifndef ZEROTH_WITH_CUDA
-  std::printf("SKIP test_cuda_int4 GPU checks: this build of zeroth has no CUDA backend (host plan checked)\n");
+                                     [] {
+                                       test_products();
+                                       test_edges();
+                                     },
+                                     bench);
 #else
-  if (device_count(ZEROTH_DEVICE_CUDA) == 0) {
-    std::printf("SKIP test_cuda_int4 GPU checks: no usable CUDA device or driver on this machine (host plan "
-                "checked)\n");
-  } else {
-    try {
-      const DeviceInfo info = device_info(kGpu);
-      std::printf("device: %s\n", info.name.c_str());
-      test_products();
-      test_edges();
-    } catch (const Error& e) {
-      check(false, std::string("unexpected error ") + status_name(e.code()) + ": " + e.what());
-    }
-  }
+                                     [] {}, [] {});
 #endif
-  return zeroth_test::report();
 }
