@@ -18,6 +18,11 @@
 //                    4096 x 11008 and 11008 x 4096 (out x in, group 128), plain and with perturbed
 //                    scales, each weight streamed from HBM, against a device-to-device copy in the
 //                    same run (gemv_vs_copy; the issue's target: >= 0.7); the tiled GEMM's TFLOP/s
+//   zo_step          a whole ZO step on a device model (loadModel(dir, {device: 'cuda'}), the
+//                    transformer forward's CUDA twin): a GPT-2-small-shaped random model (bench/gpt2.mjs),
+//                    batch 16 x 256 tokens, every weight trainable, ZOSGD: seconds per step against two
+//                    plain losses on the same model in the same run (stepOverTwoForwards; the probes
+//                    are fused perturbed forwards, so ~1.0-1.1 is the target). Needs dist/ (npm run build).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -103,4 +108,54 @@ if (torch.gemm) {
   }));
 }
 if (int4) result.int4 = int4;
+
+// A ZO step on a device model: the CPU builds and saves the random checkpoint, loadModel uploads it.
+result.zo_step = await zoStep().catch((e) => ({ error: `${e.code ?? ''} ${e.message}`.trim() }));
+
+async function zoStep() {
+  const dist = join(root, 'dist', 'index.js');
+  if (!existsSync(dist)) return { skipped: 'dist/ is not built (npm run build)' };
+  const zeroth = await import(dist);
+  const { randomGpt2, tokenBatch } = await import('./gpt2.mjs');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const B = 16, T = 256, V = 50257, REPS = 5;
+  const dir = mkdtempSync(join(tmpdir(), 'zeroth-bench-cuda-'));
+  try {
+    const built = await randomGpt2(zeroth, { V });
+    await built.model.save(dir);
+    built.model.dispose();
+    const model = await zeroth.loadModel(dir, { device: 'cuda:0' });
+    const batch = tokenBatch(zeroth, B, T, V);
+    const opt = new zeroth.optim.ZOSGD(model, { lr: 1e-6, eps: 1e-3, seed: 1 });
+    const now = () => performance.now() / 1e3;
+    const loss = async () => (await model.loss(batch.inputIds, { attentionMask: batch.attentionMask })).dispose();
+    await loss();
+    await opt.step(batch); // warm-up: allocator cache, workspace
+    const steps = [], pairs = [];
+    for (let r = 0; r < REPS; r++) {
+      let t0 = now();
+      await opt.step(batch);
+      steps.push(now() - t0);
+      t0 = now();
+      await loss();
+      await loss();
+      pairs.push(now() - t0);
+    }
+    const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+    const params = built.params;
+    opt.dispose();
+    model.dispose();
+    batch.inputIds.dispose();
+    batch.attentionMask.dispose();
+    return {
+      device: 'cuda:0', shape: { layers: 12, dim: 768, heads: 12, vocab: V, batch: B, seq: T, params, trainable: 'full' },
+      stepSeconds: median(steps), twoForwardsSeconds: median(pairs), stepOverTwoForwards: median(steps) / median(pairs),
+      steps, pairs,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 console.log(JSON.stringify(result, null, 2));

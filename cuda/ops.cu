@@ -125,13 +125,21 @@ __device__ __forceinline__ float silu1(float xf) {
   return static_cast<float>(static_cast<double>(xf) * s);
 }
 
-enum class Act { GeluTanh, GeluErf };
+enum class Act { GeluTanh, GeluErf, Relu, Silu };
+
+template <Act A>
+__device__ __forceinline__ float activation1(float x) {
+  if (A == Act::GeluTanh) return gelu_tanh1(x);
+  if (A == Act::GeluErf) return gelu_erf1(x);
+  if (A == Act::Relu) return x > 0.0f ? x : 0.0f;
+  return silu1(x);
+}
 
 template <Act A>
 __global__ void activation_kernel(const float* x, float* y, int64_t n) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = A == Act::GeluTanh ? gelu_tanh1(x[i]) : gelu_erf1(x[i]);
+    y[i] = activation1<A>(x[i]);
 }
 
 __global__ void swiglu_kernel(float* gate, const float* __restrict__ up, int64_t n) {
@@ -396,6 +404,22 @@ void gelu_erf(int device, const float* x, float* y, int64_t n) {
   cudaStream_t st = stream_for(device);
   activation_kernel<Act::GeluErf><<<grid_for(static_cast<uint64_t>(n), kElemThreads), kElemThreads, 0, st>>>(x, y, n);
   check_launch(device, "activation_kernel<gelu_erf>");
+}
+
+void relu(int device, const float* x, float* y, int64_t n) {
+  check_size(n, "relu size");
+  if (n == 0) return;
+  cudaStream_t st = stream_for(device);
+  activation_kernel<Act::Relu><<<grid_for(static_cast<uint64_t>(n), kElemThreads), kElemThreads, 0, st>>>(x, y, n);
+  check_launch(device, "activation_kernel<relu>");
+}
+
+void silu(int device, const float* x, float* y, int64_t n) {
+  check_size(n, "silu size");
+  if (n == 0) return;
+  cudaStream_t st = stream_for(device);
+  activation_kernel<Act::Silu><<<grid_for(static_cast<uint64_t>(n), kElemThreads), kElemThreads, 0, st>>>(x, y, n);
+  check_launch(device, "activation_kernel<silu>");
 }
 
 void swiglu(int device, float* gate, const float* up, int64_t n) {

@@ -34,6 +34,10 @@ void gelu_tanh(int device, const float* x, float* y, int64_t n);
 void gelu_erf(int device, const float* x, float* y, int64_t n);
 // gate = silu(gate) · up, in place (SwiGLU).
 void swiglu(int device, float* gate, const float* up, int64_t n);
+// y = max(x, 0) (NaN gives 0, as the CPU's x > 0 ? x : 0) and y = silu(x) = x·sigmoid(x) (in
+// double, as swiglu's); y may equal x. The non-gated MLP activations of activation_inplace.
+void relu(int device, const float* x, float* y, int64_t n);
+void silu(int device, const float* x, float* y, int64_t n);
 
 // Rotates pairs (i, i + head_dim/2) of every head of x [rows, n_heads·head_dim] in place by
 // angle positions[r]·theta^(-2i/head_dim) (HF Llama's rotate-half). positions: rows int64 on

@@ -1,5 +1,6 @@
 // model.ts — causal language models from Hugging Face checkpoints on disk: GPT-2, OPT and
-// the Llama family (Llama, Qwen2, SmolLM), run by the native CPU forward.
+// the Llama family (Llama, Qwen2, SmolLM), run by the native forward on the CPU or, with
+// loadModel(dir, {device: 'cuda'}), on a GPU (native/model/transformer_cuda.cpp).
 //
 //   const model = await zeroth.loadModel(dir);
 //   const logits = await model.forward(inputIds, { attentionMask });   // f32 [B, T, V]
@@ -9,10 +10,14 @@
 // Inputs are int32 tensors [B, T] with right padding (attentionMask 1 for real tokens). A
 // forward may carry a perturbation {seed, scale, dist, trainable}: every trainable weight is
 // read as w + scale·z(seed, stream(name)) on the fly, which equals perturbing it in place.
+//
+// A device model keeps its weights on the GPU (model.parameters() are device tensors, so the
+// optimizers' native updates run there); inputs stay CPU int32 tensors, and forward / loss
+// results come back as CPU tensors (logits f32 [B, T, V], losses f64 [B]).
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { parseDevice, type DeviceName } from './device.js';
+import { deviceName, devices, parseDevice, type DeviceName, type DeviceSpec } from './device.js';
 import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
 import { gptqConfigJson, parseQuantizationConfig, type GptqFormat } from './models/gptq_config.js';
@@ -27,7 +32,11 @@ export type { ModelConfig, ModelFamily, ActivationName } from './models/config.j
 export interface LoadModelOptions {
   /** Compute dtype. Only 'f32' today: f16/bf16 checkpoints are widened to f32 at load. */
   dtype?: 'f32';
-  /** Only 'cpu' today: 'cuda' gives E_UNSUPPORTED (the transformer forward has no CUDA path yet). */
+  /**
+   * 'cpu' (default), 'cuda' (= 'cuda:0') or 'cuda:N': the weights are uploaded once to that GPU
+   * and forward / loss run there (generate stays CPU-only). E_DEVICE when this build has no CUDA
+   * backend or the machine no such device.
+   */
   device?: DeviceName;
 }
 
@@ -179,12 +188,17 @@ export class Model {
     this.#handle = handle;
   }
 
+  /** Where the weights live and forward / loss run: 'cpu' or 'cuda:N'. */
+  get device(): DeviceName {
+    return deviceName(native.modelDevice(this.handle) as DeviceSpec);
+  }
+
   private get handle(): NativeHandle {
     if (this.#handle === undefined) throw new ZerothError('E_DISPOSED', 'this model was disposed; load it again');
     return this.#handle;
   }
 
-  /** Logits f32 [B, T, V]. */
+  /** Logits f32 [B, T, V], a CPU tensor whatever the model's device. */
   async forward(inputIds: Tensor, opts: ForwardOptions = {}): Promise<Tensor<'f32'>> {
     checkIds(inputIds);
     checkMask(inputIds, opts.attentionMask);
@@ -208,6 +222,7 @@ export class Model {
   /**
    * Tokens generated after each row's last real token, int32 [B, maxNewTokens], with a KV
    * cache. Rows that emitted eosTokenId are filled with the pad id (or eos) afterwards.
+   * CPU models only (E_UNSUPPORTED on a device model).
    */
   async generate(inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor<'i32'>> {
     checkIds(inputIds);
@@ -229,8 +244,9 @@ export class Model {
   }
 
   /**
-   * The model's weights by checkpoint name (f32). They share memory with the model: writing
-   * them changes the next forward. Tied weights appear once (under the embedding's name).
+   * The model's weights by checkpoint name (f32, on the model's device). They share memory with
+   * the model: writing them changes the next forward. Tied weights appear once (under the
+   * embedding's name).
    */
   parameters(): Record<string, Tensor<'f32'>> {
     const out: Record<string, Tensor<'f32'>> = {};
@@ -595,8 +611,33 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   });
 }
 
-/** A model from a config.json object and tensors named as in its checkpoint (f32, f16 or bf16). */
-export async function modelFromWeights(config: unknown, weights: Readonly<Record<string, Tensor>>): Promise<Model> {
+/**
+ * E_DEVICE unless `device` can hold a model here, naming what is missing: a CUDA backend in
+ * this build, a usable GPU and driver, or the device index.
+ */
+function requireDevice(device: DeviceSpec, asked: string, what: string): void {
+  if (device.type === 'cpu') return;
+  const build = native.buildInfo() as { cuda: boolean };
+  if (!build.cuda) {
+    throw new ZerothError('E_DEVICE', `${what}: device '${asked}' is not available: this build of zeroth has no CUDA backend (it was built without nvcc); use 'cpu'`);
+  }
+  const gpus = devices().filter((d) => d.type === 'cuda');
+  if (gpus.length === 0) {
+    throw new ZerothError('E_DEVICE', `${what}: device '${asked}' is not available: no usable CUDA device or driver was found on this machine; use 'cpu'`);
+  }
+  if (device.index >= gpus.length) {
+    throw new ZerothError('E_DEVICE', `${what}: device '${asked}' does not exist: this machine has ${gpus.length} CUDA device(s), cuda:0 .. cuda:${gpus.length - 1}`);
+  }
+}
+
+/**
+ * A model from a config.json object and tensors named as in its checkpoint (f32, f16 or bf16),
+ * on `opts.device` (default 'cpu'; see LoadModelOptions.device).
+ */
+export async function modelFromWeights(config: unknown, weights: Readonly<Record<string, Tensor>>,
+  opts: { device?: DeviceName } = {}): Promise<Model> {
+  const device = parseDevice(opts.device);
+  requireDevice(device, String(opts.device), 'modelFromWeights');
   const parsed = parseModelConfig(config);
   const gptq = parseQuantizationConfig(parsed.raw);
   const handles: Record<string, NativeHandle> = {};
@@ -604,7 +645,7 @@ export async function modelFromWeights(config: unknown, weights: Readonly<Record
     check(t instanceof Tensor, `weights['${name}'] must be a zeroth Tensor`);
     handles[name] = t.handle;
   }
-  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles, gptq ?? null));
+  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles, gptq ?? null, device));
 }
 
 /**
@@ -615,12 +656,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   check(typeof dir === 'string' && dir.length > 0, 'loadModel: dir must be a directory path');
   const dtype = opts.dtype ?? 'f32';
   if (dtype !== 'f32') {
-    throw new ZerothError('E_UNSUPPORTED', `loadModel: dtype '${String(dtype)}' is not supported; the CPU forward computes in 'f32' (f16/bf16 weights are widened at load)`);
+    throw new ZerothError('E_UNSUPPORTED', `loadModel: dtype '${String(dtype)}' is not supported; the forward computes in 'f32' (f16/bf16 weights are widened at load)`);
   }
   const device = parseDevice(opts.device);
-  if (device.type !== 'cpu') {
-    throw new ZerothError('E_UNSUPPORTED', `loadModel: device '${String(opts.device)}' is not supported yet; the transformer forward runs on 'cpu'`);
-  }
+  requireDevice(device, String(opts.device), 'loadModel'); // before reading any weight
   const info = await stat(dir).catch((e: Error) => {
     throw new ZerothError('E_IO', `loadModel: cannot read ${dir}: ${e.message}`);
   });
@@ -656,7 +695,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     // Every tensor goes to the native side, which refuses weights that are not F32/F16/BF16
     // (E_DTYPE naming them) unless they are GPTQ layers, and ignores known non-parameter buffers.
     for (const name of reader.names) weights[name] = new Tensor(await reader.load(name));
-    return await modelFromWeights(raw, weights);
+    return await modelFromWeights(raw, weights, { device: deviceName(device) });
   } finally {
     reader.close();
     // The model holds its own references (and f32 copies of f16/bf16 weights).

@@ -607,7 +607,7 @@ describe('errors', () => {
     await expectCode(modelFromWeights(gpt2Case(true).cfg, tensors), 'E_FORMAT', 'wte.weight');
     for (const t of Object.values(tensors)) t.dispose();
     await expectCode(loadModel(join(scratch, 'does-not-exist')), 'E_IO', 'does-not-exist');
-    await expectCode(loadModel(scratch, { device: 'cuda' as 'cpu' }), 'E_UNSUPPORTED', 'device');
+    await expectCode(loadModel(scratch, { device: 'npu' as 'cpu' }), 'E_DEVICE', 'npu');
   });
 
   it('bad inputs are refused', async () => {

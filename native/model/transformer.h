@@ -17,6 +17,10 @@
 // tokens get the slot index (GPT-2, Llama) or OPT's padding position (index 1 of the table).
 // Keys at padded slots are masked out; a query with no visible key yields zeros.
 //
+// Devices. A model made by to_device holds every weight on one CUDA device and runs forward
+// and loss there (transformer_cuda.cpp, the twin of Model::run / forward / loss, with the same
+// semantics); inputs stay CPU int32 tensors and results come back as CPU tensors.
+//
 // Memory. A Model keeps its activation buffers (and the loss's logits chunk, at most 128 MiB)
 // between calls, sized by the largest batch seen, so repeated forwards fault in no new pages.
 // Calls may run concurrently; a call that finds the buffers busy uses a private set.
@@ -114,8 +118,9 @@ struct LayerWeights {
   int gate = -1, gate_b = -1, fc1 = -1, fc1_b = -1, fc2 = -1, fc2_b = -1;
 };
 
-struct KVCache;    // transformer_internal.h
-struct Workspace;  // transformer_internal.h
+struct KVCache;          // transformer_internal.h
+struct Workspace;        // transformer_internal.h
+struct DeviceWorkspace;  // transformer_cuda.h
 
 class Model {
  public:
@@ -128,6 +133,16 @@ class Model {
   ~Model();
 
   const TransformerConfig& config() const { return config_; }
+
+  // Where the weights live: the CPU, or the CUDA device of a model made by to_device.
+  zeroth_device device() const { return device_; }
+  // A model with every weight uploaded once to CUDA device `device` (f32 weights copied;
+  // quantized weights as device codes, f32 scales and zeros, their "<stem>.scales" entry the
+  // same device tensor as the scales the kernels read). Its forward, loss and the optimizer's
+  // updates of weights() then run on that device. E_DEVICE when the build has no CUDA backend,
+  // or the machine no usable device (the message says which); E_UNSUPPORTED for shapes the
+  // device kernels do not take (head_dim > 256).
+  std::shared_ptr<Model> to_device(zeroth_device device) const;
 
   // A new model sharing these weights, with a LoRA adapter on linear weight `weight`: A [rank,
   // in] and B [out, rank] (f32 CPU) become weights named "<stem>.lora_A.weight" and
@@ -167,6 +182,8 @@ class Model {
 
   // Per-call view of the weights with their perturbation descriptors (transformer_internal.h).
   struct Resolved;
+  // The device twin's KV cache (transformer_cuda.cpp).
+  struct DeviceCache;
 
  private:
   Model(const Model& other);  // shares the weight tensors; fresh workspace (with_lora)
@@ -183,10 +200,21 @@ class Model {
   // The model's scratch buffers when no other call holds them, else a fresh set (see
   // WorkspaceLease in transformer_internal.h).
   friend class WorkspaceLease;
+  friend class DeviceWorkspaceLease;
   // logits[M, V] = hidden[M, head_width] · head^T
   void lm_head(const float* hidden, int64_t M, const Resolved& r, float* logits) const;
   int64_t head_width() const;
   void check_inputs(const Tensor& ids, const Tensor* mask) const;
+
+  // The CUDA twins (transformer_cuda.cpp), called by forward / loss / quantized when the
+  // weights live on a CUDA device. run_cuda mirrors run (device pointers, the hidden states
+  // live in `ws`); lm_head_cuda mirrors lm_head.
+  TensorPtr forward_cuda(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p) const;
+  TensorPtr loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p) const;
+  std::shared_ptr<Model> quantized_cuda(const std::vector<std::pair<std::string, QuantizeOptions>>& plan) const;
+  const float* run_cuda(const int32_t* ids, const int32_t* mask, int64_t B, int64_t S, DeviceCache& cache,
+                        const Resolved& r, DeviceWorkspace& ws) const;
+  void lm_head_cuda(const float* hidden, int64_t M, const Resolved& r, DeviceWorkspace& ws, float* logits) const;
 
   TransformerConfig config_;
   std::vector<Weight> weights_;
@@ -200,6 +228,10 @@ class Model {
   // costs more than the norms and attention together on small machines.
   mutable std::mutex workspace_mutex_;
   mutable std::unique_ptr<Workspace> workspace_;
+  // The device the weights live on, and the device twin's buffers (transformer_cuda.h).
+  zeroth_device device_{ZEROTH_DEVICE_CPU, 0};
+  mutable std::mutex device_workspace_mutex_;
+  mutable std::unique_ptr<DeviceWorkspace> device_workspace_;
 };
 
 }  // namespace zeroth::model

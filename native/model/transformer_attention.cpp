@@ -2,6 +2,7 @@
 // attention. Per (row, head), scores = q·Kᵀ and out = softmax(scores)·V are two gemm_f32
 // calls on contiguous cache panels; the (row, head) pairs run in parallel over the pool
 // (gemm_f32 called from inside a chunk runs on that thread).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -22,6 +23,28 @@ KVCache::KVCache(const TransformerConfig& c, int64_t batch_, int64_t capacity_, 
   if (storage.size() < static_cast<size_t>(total)) storage.resize(static_cast<size_t>(total));
   valid.assign(static_cast<size_t>(batch * capacity), 0);
   real_count.assign(static_cast<size_t>(batch), 0);
+}
+
+std::vector<int64_t> assign_positions(const TransformerConfig& c, const int32_t* mask, int64_t B, int64_t S,
+                                      int64_t length, int64_t capacity, std::vector<uint8_t>& valid,
+                                      std::vector<int64_t>& real_count) {
+  std::vector<int64_t> pos(static_cast<size_t>(B * S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t slot = length + s, i = b * S + s;
+      const bool real = !mask || mask[i] != 0;
+      valid[static_cast<size_t>(b * capacity + slot)] = real ? 1 : 0;
+      int64_t p;
+      if (real) p = real_count[static_cast<size_t>(b)]++;
+      else if (c.family == Family::Opt) p = -1;  // HF: cumsum(mask)·mask - 1
+      else p = std::min(slot, c.max_positions - 1);
+      if (real && c.family != Family::Llama)
+        ZCHECK(p < c.max_positions, ZEROTH_E_INVALID_ARG,
+               "a row has more than " + std::to_string(c.max_positions) +
+                   " tokens, the model's max_position_embeddings; shorten the input");
+      pos[static_cast<size_t>(i)] = p;
+    }
+  return pos;
 }
 
 void rope_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const int64_t* positions, double theta) {

@@ -7,6 +7,7 @@
 
 #include "core/errors.h"
 #include "cpu/perturb.h"
+#include "model/transformer_cuda.h"  // DeviceWorkspace, freed by ~Model
 #include "model/transformer_internal.h"
 #include "model/transformer_quant.h"
 
@@ -245,7 +246,8 @@ Model::~Model() = default;
 Model::Model(const Model& o)
     : config_(o.config_), weights_(o.weights_), index_(o.index_), layers_(o.layers_), tok_embed_(o.tok_embed_),
       pos_embed_(o.pos_embed_), final_norm_w_(o.final_norm_w_), final_norm_b_(o.final_norm_b_), head_(o.head_),
-      project_in_(o.project_in_), project_out_(o.project_out_), loss_chunk_rows_(o.loss_chunk_rows_) {}
+      project_in_(o.project_in_), project_out_(o.project_out_), loss_chunk_rows_(o.loss_chunk_rows_),
+      device_(o.device_) {}
 
 std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorPtr& a, const TensorPtr& b,
                                         float scale) const {
@@ -260,8 +262,10 @@ std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorP
   const int64_t out = base.in_out ? base.tensor->shape[1] : base.tensor->shape[0];
   const int64_t in = base.in_out ? base.tensor->shape[0] : base.tensor->shape[1];
   for (const TensorPtr* t : {&a, &b}) {
-    ZCHECK(*t && (*t)->on_cpu() && (*t)->dtype == ZEROTH_F32 && (*t)->ndim() == 2, ZEROTH_E_DTYPE,
-           "LoRA matrices must be 2-D f32 CPU tensors");
+    // On the model's device (a CUDA model's adapters are uploaded by the caller).
+    ZCHECK(*t && (*t)->device().type == device_.type && (*t)->device().index == device_.index &&
+               (*t)->dtype == ZEROTH_F32 && (*t)->ndim() == 2,
+           ZEROTH_E_DTYPE, "LoRA matrices must be 2-D f32 tensors on the model's device (" + device_string(device_) + ")");
   }
   const int64_t rank = a->shape[0];
   ZCHECK(rank >= 1 && a->shape[1] == in && b->shape[0] == out && b->shape[1] == rank, ZEROTH_E_SHAPE,

@@ -82,23 +82,8 @@ const float* Model::run(const int32_t* ids, const int32_t* mask, int64_t B, int6
   const int64_t qdim = c.n_head * c.head_dim, kvdim = c.n_kv_head * c.head_dim;
   const float eps = static_cast<float>(c.norm_eps);
 
-  // Positions and key validity of the new slots.
-  std::vector<int64_t> pos(static_cast<size_t>(M));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s) {
-      const int64_t slot = cache.length + s, i = b * S + s;
-      const bool real = !mask || mask[i] != 0;
-      cache.valid[static_cast<size_t>(b * cache.capacity + slot)] = real ? 1 : 0;
-      int64_t p;
-      if (real) p = cache.real_count[static_cast<size_t>(b)]++;
-      else if (c.family == Family::Opt) p = -1;  // HF: cumsum(mask)·mask - 1
-      else p = std::min(slot, c.max_positions - 1);
-      if (real && c.family != Family::Llama)
-        ZCHECK(p < c.max_positions, ZEROTH_E_INVALID_ARG,
-               "a row has more than " + std::to_string(c.max_positions) +
-                   " tokens, the model's max_position_embeddings; shorten the input");
-      pos[static_cast<size_t>(i)] = p;
-    }
+  const std::vector<int64_t> pos =
+      assign_positions(c, mask, B, S, cache.length, cache.capacity, cache.valid, cache.real_count);
 
   // Embeddings.
   std::vector<float>& x = ws.get(kWsX, M * d);
@@ -215,6 +200,7 @@ void Model::lm_head(const float* hidden, int64_t M, const Resolved& r, float* lo
 }
 
 TensorPtr Model::forward(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p) const {
+  if (device_.type != ZEROTH_DEVICE_CPU) return forward_cuda(ids, mask, p);  // weights on a GPU
   check_inputs(ids, mask);
   const int64_t B = ids.shape[0], T = ids.shape[1], V = config_.vocab_size;
   const Resolved r(weights_, p);
@@ -229,6 +215,7 @@ TensorPtr Model::forward(const Tensor& ids, const Tensor* mask, const ForwardPer
 }
 
 TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPerturbation* p) const {
+  if (device_.type != ZEROTH_DEVICE_CPU) return loss_cuda(ids, mask, p);  // weights on a GPU
   check_inputs(ids, mask);
   const int64_t B = ids.shape[0], T = ids.shape[1], V = config_.vocab_size, hw = head_width();
   const int32_t* id = ids.as<int32_t>();

@@ -65,6 +65,9 @@ int32_t sample(const float* z, int64_t V, const SamplingOptions& o, uint64_t ste
 }  // namespace
 
 TensorPtr Model::generate(const Tensor& ids, const Tensor* mask, const SamplingOptions& o) const {
+  ZCHECK(device_.type == ZEROTH_DEVICE_CPU, ZEROTH_E_UNSUPPORTED,
+         "generate runs on CPU models only; this model's weights are on " + device_string(device_) +
+             " (load it with device 'cpu' to generate)");
   check_inputs(ids, mask);
   const TransformerConfig& c = config_;
   ZCHECK(o.max_new_tokens >= 1 && o.max_new_tokens <= (int64_t{1} << 20), ZEROTH_E_INVALID_ARG,

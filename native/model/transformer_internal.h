@@ -91,6 +91,14 @@ void add_bias_rows(float* x, int64_t rows, int64_t n, const float* b);
 void add_inplace(float* x, const float* y, int64_t n);
 
 // ---- attention (transformer_attention.cpp) --------------------------------------------------
+// Positions and key validity of S new tokens per row (the rules in transformer.h), from the 0/1
+// mask (nullptr: all real): valid[b·capacity + length + s] = real, and the returned pos[b·S + s]
+// is the number of real tokens before it in its row (real_count[b], advanced per real token) or,
+// for a pad, the slot index (GPT-2, Llama) or OPT's padding position -1. E_INVALID_ARG when a
+// row outgrows a learned position table. Shared by the CPU forward and its CUDA twin.
+std::vector<int64_t> assign_positions(const TransformerConfig& c, const int32_t* mask, int64_t B, int64_t S,
+                                      int64_t length, int64_t capacity, std::vector<uint8_t>& valid,
+                                      std::vector<int64_t>& real_count);
 // Rotates pairs (i, i + head_dim/2) of every head of x [rows, n_heads·head_dim] in place by
 // angle position·theta^(-2i/head_dim) (the rotate-half convention of HF Llama).
 void rope_rows(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const int64_t* positions, double theta);

@@ -198,6 +198,7 @@ void Model::add_scales_entry(int w) {
 }
 
 std::shared_ptr<Model> Model::quantized(const std::vector<std::pair<std::string, QuantizeOptions>>& plan) const {
+  if (device_.type != ZEROTH_DEVICE_CPU) return quantized_cuda(plan);  // weights on a GPU
   auto m = std::shared_ptr<Model>(new Model(*this));
   for (const auto& [name, opts] : plan) {
     auto it = m->index_.find(name);

@@ -1,6 +1,9 @@
 // model_napi.cpp — the transformer models (native/model/transformer.h) as N-API functions.
 //
-//   modelCreate(config, weights: {name: tensor handle}) -> Promise<model handle>
+//   modelCreate(config, weights: {name: tensor handle}, gptq|null, device?) -> Promise<model handle>
+//        device {type, index} (default cpu): a CUDA device uploads every weight there once
+//        (Model::to_device); forward / loss then run on it, inputs and results stay CPU tensors
+//   modelDevice(model) -> {type, index}              where the model's weights live
 //   modelForward(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>  f32 [B, T, V]
 //   modelLoss(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>     f64 [B]
 //   modelGenerate(model, ids, mask|null, sampling) -> Promise<tensor handle>          i32 [B, N]
@@ -185,9 +188,17 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
     const std::string name = keys.Get(i).ToString().Utf8Value();
     (*weights)[name] = unwrap_tensor(env, w.Get(name), ("weights['" + name + "']").c_str());
   }
+  // The device is checked here (E_DEVICE naming what is missing) before any work starts.
+  const zeroth_device device = is_absent(info[3]) ? zeroth_device{ZEROTH_DEVICE_CPU, 0} : arg_device(env, info[3], "device");
   auto result = std::make_shared<std::shared_ptr<const Model>>();
   return run_async(
-      env, [config, weights, gptq, result] { *result = std::make_shared<const Model>(config, *weights, gptq.get()); },
+      env,
+      [config, weights, gptq, device, result] {
+        auto cpu = std::make_shared<const Model>(config, *weights, gptq.get());
+        // The host copy goes once the device one exists (the caller's tensors are its only other owner).
+        if (device.type == ZEROTH_DEVICE_CPU) *result = std::move(cpu);
+        else *result = cpu->to_device(device);
+      },
       [result](Napi::Env e) -> Napi::Value {
         auto* box = new ModelBox{std::move(*result)};
         auto handle = Napi::External<ModelBox>::New(e, box, [](Napi::Env, ModelBox* b) { delete b; });
@@ -378,9 +389,21 @@ Napi::Value AddLora(const Napi::CallbackInfo& info) {
   TensorPtr a = unwrap_tensor(env, info[2], "lora A");
   TensorPtr b = unwrap_tensor(env, info[3], "lora B");
   const double scale = arg_number(env, info[4], "lora scale");
+  if (m->device().type != ZEROTH_DEVICE_CPU) {
+    // A device model's adapters live beside its weights: upload the (small) CPU matrices.
+    guarded(env, [&] {
+      if (a->on_cpu() && a->dtype == ZEROTH_F32) a = tensor_copy(*a, ZEROTH_F32, m->device());
+      if (b->on_cpu() && b->dtype == ZEROTH_F32) b = tensor_copy(*b, ZEROTH_F32, m->device());
+    });
+  }
   std::shared_ptr<const Model> next = guarded(env, [&] { return m->with_lora(name, a, b, static_cast<float>(scale)); });
   info[0].As<Napi::External<ModelBox>>().Data()->model = next;
   return env.Undefined();
+}
+
+Napi::Value Device(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return device_value(env, unwrap_model(env, info[0])->device());
 }
 
 Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -401,6 +424,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelParameters", Napi::Function::New(env, Parameters));
   exports.Set("modelParameterNames", Napi::Function::New(env, ParameterNames));
   exports.Set("modelDispose", Napi::Function::New(env, Dispose));
+  exports.Set("modelDevice", Napi::Function::New(env, Device));
   exports.Set("modelQuantize", Napi::Function::New(env, Quantize));
   exports.Set("modelQuantizedWeights", Napi::Function::New(env, QuantizedWeights));
   exports.Set("modelLinearNames", Napi::Function::New(env, LinearNames));

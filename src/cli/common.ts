@@ -4,6 +4,7 @@ import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { DeviceName } from '../device.js';
 import { ZerothError } from '../errors.js';
 import { parseFlags, type FlagSpec, type Flags } from './args.js';
 
@@ -88,6 +89,18 @@ export function numberFlag(flags: Flags, name: string, ok: (x: number) => boolea
   const v = flags[name];
   if (typeof v !== 'number' || !ok(v)) throw new ZerothError('E_INVALID_ARG', `--${name} must be ${rule}, got ${String(v)}`);
   return v;
+}
+
+/**
+ * --device: 'cpu', 'cuda' or 'cuda:N'. Whether the device exists is loadModel's to say (one
+ * E_DEVICE line naming what is missing: a CUDA build, a GPU and driver, or the index).
+ */
+export function deviceFlag(flags: Flags, name = 'device'): DeviceName {
+  const v = flags[name];
+  if (typeof v !== 'string' || !/^(cpu|cuda|cuda:\d{1,4})$/.test(v)) {
+    throw new ZerothError('E_INVALID_ARG', `--${name} must be cpu, cuda or cuda:N, got ${JSON.stringify(v)}`);
+  }
+  return v as DeviceName;
 }
 
 export function choiceFlag<T extends string>(flags: Flags, name: string, allowed: readonly T[]): T {

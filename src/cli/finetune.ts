@@ -18,7 +18,7 @@ import { ZOAdam, ZOSGD, ZOSignSGD } from '../optim/optimizers.js';
 import type { ZOOptimizer } from '../optim/optimizer.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { usage, type FlagSpec, type Flags } from './args.js';
-import { choiceFlag, copyTokenizerFiles, DEFAULT_MODEL, intFlag, numberFlag, parseCommand } from './common.js';
+import { choiceFlag, copyTokenizerFiles, DEFAULT_MODEL, deviceFlag, intFlag, numberFlag, parseCommand } from './common.js';
 import { Progress } from './progress.js';
 import { renderReport, type ReportPoint } from './report.js';
 import { hessianTrace } from '../curvature/index.js';
@@ -47,7 +47,7 @@ export const spec: Record<string, FlagSpec> = {
   'eval-batch': { type: 'number', help: 'examples per evaluation batch', default: 16 },
   'trace-probes': { type: 'number', help: 'lm task: Hessian trace of the trainable set on a held-out batch before and after, with N probes (0: off)', default: 0 },
   'log-every': { type: 'number', help: 'without a terminal: print a progress line every N steps (0: about 20 lines)', default: 0 },
-  device: { type: 'string', help: 'cpu | cuda', default: 'cpu' },
+  device: { type: 'string', help: 'cpu | cuda | cuda:N (weights, forwards and updates on that GPU)', default: 'cpu' },
   out: { type: 'string', help: 'output folder', default: './zeroth-out' },
   resume: { type: 'string', help: 'continue the stopped run whose output folder is DIR' },
   config: { type: 'string', help: 'JSON file of flag values, e.g. {"steps": 500, "lr": 1e-4}; flags given here win' },
@@ -76,7 +76,7 @@ interface RunConfig {
   trainable: 'full' | 'bias' | 'lora' | 'scales';
   'grad-clip'?: number;
   'max-length': number;
-  device: 'cpu' | 'cuda';
+  device: DeviceName;
 }
 
 interface State {
@@ -110,12 +110,18 @@ function runConfig(flags: Flags): RunConfig {
     queries: intFlag(flags, 'queries', 1),
     trainable,
     'max-length': intFlag(flags, 'max-length', 2),
-    device: choiceFlag(flags, 'device', ['cpu', 'cuda'] as const),
+    device: deviceFlag(flags),
   };
   if (flags['grad-clip'] !== undefined) cfg['grad-clip'] = numberFlag(flags, 'grad-clip', (x) => x > 0, 'a positive number');
   if (typeof flags.data === 'string') cfg.data = resolve(flags.data);
   if (typeof flags.eval === 'string') cfg.eval = resolve(flags.eval);
   if (typeof flags['task-config'] === 'string') cfg['task-config'] = resolve(flags['task-config']);
+  if (cfg.device !== 'cpu' && (cfg.optimizer !== 'zosgd' || cfg.momentum > 0 || cfg.trainable === 'scales' || cfg.trainable === 'lora')) {
+    // The fused probes and the plain update run on the GPU; these need native code that is
+    // CPU-only today (stateful updates, QZO's scale floor, merging LoRA adapters on save).
+    throw new ZerothError('E_UNSUPPORTED', `--device ${cfg.device} runs --optimizer zosgd without --momentum on --trainable full or bias; ` +
+      'zoadam / zosign / momentum updates, --trainable scales (QZO scale floors) and lora (merged on save) run on --device cpu');
+  }
   if (cfg.objective === 'accuracy' && cfg.task === 'lm') {
     throw new ZerothError('E_INVALID_ARG', '--objective accuracy needs a task with an accuracy: --task classify or --task choice');
   }
@@ -196,8 +202,8 @@ export async function run(argv: string[]): Promise<void> {
   }
 
   // Model, tokenizer, data.
-  // --device cuda: the loader answers with its own clear E_UNSUPPORTED while the forward is CPU-only.
-  const model = await loadModel(cfg.model, { device: cfg.device as DeviceName });
+  // --device cuda: loadModel uploads the weights (or answers one E_DEVICE line saying what is missing).
+  const model = await loadModel(cfg.model, { device: cfg.device });
   try {
     const tok = await loadTokenizer(cfg.model);
     const choice = await resolveData({ task: cfg.task, data: cfg.data, eval: cfg.eval, taskConfig: cfg['task-config'] });

@@ -1,13 +1,12 @@
 // zeroth trace — the Hessian trace of a model's loss on a batch of held-out text, whole and
 // per block (layer / module), from forward passes only (Hutchinson probes, fused perturbation).
 import { writeFile } from 'node:fs/promises';
-import type { DeviceName } from '../device.js';
 import { hessianTrace, rankBlocksByTrace } from '../curvature/index.js';
 import { ZerothError } from '../errors.js';
 import { loadModel } from '../model.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { usage, type FlagSpec } from './args.js';
-import { choiceFlag, DEFAULT_MODEL, intFlag, numberFlag, parseCommand } from './common.js';
+import { choiceFlag, DEFAULT_MODEL, deviceFlag, intFlag, numberFlag, parseCommand } from './common.js';
 import { loadData, resolveData } from './setup.js';
 
 const spec: Record<string, FlagSpec> = {
@@ -20,7 +19,7 @@ const spec: Record<string, FlagSpec> = {
   'per-block': { type: 'boolean', help: 'also estimate the trace of each block (use --per-block=false to skip)', default: true },
   distribution: { type: 'string', help: 'rademacher | normal', default: 'rademacher' },
   seed: { type: 'number', help: 'seed of the probes', default: 0 },
-  device: { type: 'string', help: 'cpu | cuda', default: 'cpu' },
+  device: { type: 'string', help: 'cpu | cuda | cuda:N (the forwards of every probe run there)', default: 'cpu' },
   out: { type: 'string', help: 'write the result as JSON to this file' },
   json: { type: 'boolean', help: 'print JSON instead of a table' },
   config: { type: 'string', help: 'JSON file of flag values' },
@@ -33,7 +32,7 @@ export async function run(argv: string[]): Promise<void> {
     console.log(usage('trace', 'Estimates tr(H) of the loss on a batch, and per block (ranked), with Hutchinson probes.', spec));
     return;
   }
-  const device = choiceFlag(flags, 'device', ['cpu', 'cuda'] as const);
+  const device = deviceFlag(flags);
   const distribution = choiceFlag(flags, 'distribution', ['rademacher', 'normal'] as const);
   const batchSize = intFlag(flags, 'batch', 1);
   const maxLength = intFlag(flags, 'max-length', 2);
@@ -44,7 +43,7 @@ export async function run(argv: string[]): Promise<void> {
   const modelDir = typeof flags.model === 'string' ? flags.model : DEFAULT_MODEL;
   const choice = await resolveData({ task: 'lm', eval: flags.data as string | undefined });
   if (choice.eval === undefined) throw new ZerothError('E_INVALID_ARG', 'pass --data FILE: the JSONL whose loss is probed');
-  const model = await loadModel(modelDir, { device: device as DeviceName });
+  const model = await loadModel(modelDir, { device });
   try {
     const tok = await loadTokenizer(modelDir);
     const data = await loadData({ ...choice, data: undefined }, tok, { maxLength, seed, needTrain: false });

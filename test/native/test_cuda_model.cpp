@@ -1,0 +1,377 @@
+// test_cuda_model.cpp — the CUDA twin of the transformer forward (native/model/
+// transformer_cuda.cpp) against the CPU forward it mirrors, without Node: the fixture models of
+// ../shared/fixtures built from their safetensors, each moved to cuda:0 with Model::to_device.
+//
+// Everywhere: Model::to_device answers E_DEVICE when the build has no CUDA backend or the
+// machine no usable GPU (then "SKIP ... GPU checks: <reason>" and exit 0).
+// On a GPU, for gpt2-tiny, opt-tiny (pre-LN; and post-LN, and with project_in / project_out on
+// random weights of width 32) and llama-tiny (GQA, untied head):
+//  - every weight lives on cuda:0;
+//  - logits within 1e-4·max(1, |cpu|) of the CPU's where the mask is 1, and within 1e-4 of the
+//    fixture's reference; per-row losses within 1e-5 of the CPU's and the reference; the same
+//    for the LM head in chunks of 5 rows, a left-padded batch, and a row with no pair (NaN);
+//  - perturbed losses (normal, Rademacher; every weight trainable) within 1e-5 of the CPU's;
+//  - a ZO step: L± within 1e-5 of the CPU's; the update w −= lr·g·z with the CPU's g applied on
+//    both devices (perturb.h's apply_update, which dispatches to the CUDA twin for device
+//    targets) leaves the same BITS in every weight;
+//  - int4 block layers (group 32) and an int8 token embedding, quantized on each device (the
+//    device model quantizes on the host and uploads): losses within 1e-5, also with the scales
+//    perturbed (QZO); the "<stem>.scales" entry is the device tensor the kernels read;
+//  - LoRA adapters (random A and B) with their perturbation: losses within 1e-5;
+//  - generate on a device model: E_UNSUPPORTED.
+//
+// Run: /tmp/build-<name>/Release/test_cuda_model [fixtures dir]   (or ZEROTH_FIXTURES)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "check.h"
+#include "cuda_test.h"
+#include "core/backend.h"
+#include "core/errors.h"
+#include "core/philox.h"
+#include "core/tensor.h"
+#include "cpu/perturb.h"
+#include "model/safetensors.h"
+#include "model/transformer.h"
+
+using namespace zeroth;
+using namespace zeroth::model;
+using namespace zeroth_test;
+
+namespace {
+
+constexpr zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
+
+struct Fixture {
+  TransformerConfig config;
+  std::unordered_map<std::string, TensorPtr> weights;
+  TensorPtr ids, mask, logits, loss;
+};
+
+// The three fixture configs, transcribed from their config.json (as test_transformer.cpp).
+TransformerConfig fixture_config(const std::string& name) {
+  TransformerConfig c;
+  c.vocab_size = 320;
+  c.d_model = 64;
+  c.n_layer = 2;
+  c.n_head = c.n_kv_head = 4;
+  c.head_dim = 16;
+  c.max_positions = 64;
+  if (name == "gpt2-tiny") {
+    c.family = Family::Gpt2;
+    c.d_ff = 256;
+    c.activation = Activation::GeluTanh;
+  } else if (name == "opt-tiny") {
+    c.family = Family::Opt;
+    c.d_ff = 256;
+    c.activation = Activation::Relu;
+    c.word_embed_proj_dim = 64;
+    c.pad_token_id = 1;
+  } else {
+    c.family = Family::Llama;
+    c.d_ff = 176;
+    c.n_kv_head = 2;
+    c.norm_eps = 1e-6;
+    c.activation = Activation::Silu;
+    c.qkv_bias = c.out_bias = c.mlp_bias = false;
+    c.tied_embeddings = false;
+  }
+  return c;
+}
+
+Fixture load_fixture(const std::string& dir, const std::string& name) {
+  Fixture f;
+  f.config = fixture_config(name);
+  auto ck = safetensors::Checkpoint::open(dir + "/" + name + "/model.safetensors");
+  for (const auto& e : ck->tensors()) f.weights[e.info->name] = ck->load(e.info->name);
+  auto ref = safetensors::SafetensorsFile::open(dir + "/" + name + "/reference.safetensors");
+  f.ids = ref->load("input_ids", ZEROTH_I32);
+  f.mask = ref->load("attention_mask", ZEROTH_I32);
+  f.logits = ref->load("logits", ZEROTH_F32);
+  f.loss = ref->load("loss", ZEROTH_F64);
+  return f;
+}
+
+TensorPtr random_f32(const Shape& shape, uint64_t seed, float scale) {
+  TensorPtr t = tensor_empty(ZEROTH_F32, shape, kCpu);
+  Rng r{seed};
+  for (int64_t i = 0; i < t->numel; ++i) t->as<float>()[i] = scale * r.uniform();
+  return t;
+}
+
+// Max over masked positions of |a − b| / max(1, |a|), logits [B, T, V]; NaN counts as a failure.
+double masked_rel_diff(const Tensor& a, const Tensor& b, const Tensor& mask) {
+  const int64_t BT = a.shape[0] * a.shape[1], V = a.shape[2];
+  double worst = 0;
+  for (int64_t i = 0; i < BT; ++i) {
+    if (!mask.as<int32_t>()[i]) continue;
+    for (int64_t j = 0; j < V; ++j) {
+      const double x = a.as<float>()[i * V + j], y = b.as<float>()[i * V + j];
+      const double d = std::fabs(x - y) / std::max(1.0, std::fabs(x));
+      if (!(d <= worst)) worst = d;
+    }
+  }
+  return worst;
+}
+
+// Max |a − b| of two f64 loss vectors; NaN in the same rows counts as equal.
+double loss_diff(const Tensor& a, const Tensor& b) {
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel; ++i) {
+    const double x = a.as<double>()[i], y = b.as<double>()[i];
+    if (std::isnan(x) && std::isnan(y)) continue;
+    const double d = std::fabs(x - y);
+    if (!(d <= worst)) worst = d;
+  }
+  return worst;
+}
+
+ForwardPerturbation all_weights(const Model& m, uint64_t seed, float scale, rng::Distribution dist,
+                                const std::string& only = "") {
+  ForwardPerturbation p;
+  p.seed = seed;
+  p.scale = scale;
+  p.dist = dist;
+  for (const auto& w : m.weights()) {
+    if (w.tensor->quant) continue;  // integer codes never train
+    if (!only.empty() && w.name.find(only) == std::string::npos) continue;
+    p.streams[w.name] = rng::stream_id(w.name.data(), w.name.size());
+  }
+  return p;
+}
+
+// The fixture batch with each row's real tokens moved to its end (left padding).
+void left_padded(const Fixture& f, TensorPtr& ids, TensorPtr& mask) {
+  const int64_t B = f.ids->shape[0], T = f.ids->shape[1];
+  ids = tensor_zeros(ZEROTH_I32, {B, T}, kCpu);
+  mask = tensor_zeros(ZEROTH_I32, {B, T}, kCpu);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> real;
+    for (int64_t t = 0; t < T; ++t)
+      if (f.mask->as<int32_t>()[b * T + t]) real.push_back(f.ids->as<int32_t>()[b * T + t]);
+    const int64_t start = T - static_cast<int64_t>(real.size());
+    for (size_t i = 0; i < real.size(); ++i) {
+      ids->as<int32_t>()[b * T + start + static_cast<int64_t>(i)] = real[i];
+      mask->as<int32_t>()[b * T + start + static_cast<int64_t>(i)] = 1;
+    }
+  }
+}
+
+// CPU and GPU models agree on logits, losses (plain, chunked, left-padded, perturbed).
+void compare(const std::string& tag, const std::shared_ptr<Model>& cpu, const std::shared_ptr<Model>& gpu,
+             const Fixture& f, bool against_reference) {
+  bool on_gpu = gpu->device().type == ZEROTH_DEVICE_CUDA;
+  for (const auto& w : gpu->weights()) on_gpu = on_gpu && w.tensor->device().type == ZEROTH_DEVICE_CUDA;
+  check(on_gpu, tag + ": every weight lives on cuda:0");
+
+  TensorPtr lc = cpu->forward(*f.ids, f.mask.get());
+  TensorPtr lg = gpu->forward(*f.ids, f.mask.get());
+  check(lg->on_cpu() && lg->shape == lc->shape, tag + ": logits come back as a CPU tensor of the CPU's shape");
+  const double dl = masked_rel_diff(*lc, *lg, *f.mask);
+  std::printf("%s: logits max relative |cpu - cuda| = %.3g\n", tag.c_str(), dl);
+  check(dl <= 1e-4, tag + ": logits within 1e-4 of the CPU's");
+  if (against_reference) check(masked_rel_diff(*f.logits, *lg, *f.mask) <= 1e-4, tag + ": logits within 1e-4 of the reference");
+
+  TensorPtr sc = cpu->loss(*f.ids, f.mask.get());
+  TensorPtr sg = gpu->loss(*f.ids, f.mask.get());
+  check(sg->on_cpu() && sg->dtype == ZEROTH_F64 && sg->numel == sc->numel, tag + ": loss is a CPU f64 [B]");
+  std::printf("%s: loss max |cpu - cuda| = %.3g\n", tag.c_str(), loss_diff(*sc, *sg));
+  check(loss_diff(*sc, *sg) <= 1e-5, tag + ": losses within 1e-5 of the CPU's");
+  if (against_reference) check(loss_diff(*f.loss, *sg) <= 1e-5, tag + ": losses within 1e-5 of the reference");
+
+  gpu->set_loss_chunk_rows(5);
+  TensorPtr chunked = gpu->loss(*f.ids, f.mask.get());
+  gpu->set_loss_chunk_rows(0);
+  check(loss_diff(*sc, *chunked) <= 1e-5, tag + ": the LM head in chunks of 5 rows gives the same losses");
+
+  TensorPtr lid, lmask;
+  left_padded(f, lid, lmask);
+  check(loss_diff(*cpu->loss(*lid, lmask.get()), *gpu->loss(*lid, lmask.get())) <= 1e-5, tag + ": left-padded losses");
+
+  TensorPtr empty = tensor_copy(*f.mask, ZEROTH_I32, kCpu);
+  const int64_t T = f.mask->shape[1];
+  for (int64_t t = 0; t < T; ++t) empty->as<int32_t>()[T + t] = 0;
+  TensorPtr le = gpu->loss(*f.ids, empty.get());
+  check(std::isnan(le->as<double>()[1]) && loss_diff(*cpu->loss(*f.ids, empty.get()), *le) <= 1e-5,
+        tag + ": a row with no pair has a NaN loss on the GPU too");
+
+  for (rng::Distribution dist : {rng::Distribution::Normal, rng::Distribution::Rademacher}) {
+    const ForwardPerturbation p = all_weights(*cpu, 77, 1e-3f, dist);
+    TensorPtr pc = cpu->loss(*f.ids, f.mask.get(), &p);
+    TensorPtr pg = gpu->loss(*f.ids, f.mask.get(), &p);
+    const std::string d = dist == rng::Distribution::Normal ? " (normal)" : " (rademacher)";
+    check(loss_diff(*pc, *pg) <= 1e-5, tag + ": perturbed losses within 1e-5" + d);
+    check(loss_diff(*pg, *sg) > 1e-7, tag + ": the perturbation moves the GPU loss" + d);
+  }
+}
+
+// L± on both devices, then the CPU's update applied on both: the same bits in every weight.
+void check_zo_step(const std::string& tag, const Fixture& f) {
+  // Own copies: the update writes the weights (the fixture's tensors serve other checks).
+  std::unordered_map<std::string, TensorPtr> own;
+  for (const auto& kv : f.weights) own[kv.first] = tensor_copy(*kv.second, ZEROTH_F32, kCpu);
+  auto cpu = std::make_shared<Model>(f.config, own);
+  std::shared_ptr<Model> gpu = cpu->to_device(kGpu);
+  const float eps = 1e-3f, lr = 1e-3f;
+  const uint64_t seed = 2024;
+  const ForwardPerturbation plus = all_weights(*cpu, seed, eps, rng::Distribution::Normal);
+  const ForwardPerturbation minus = all_weights(*cpu, seed, -eps, rng::Distribution::Normal);
+  auto mean = [](const TensorPtr& t) {
+    double s = 0;
+    for (int64_t i = 0; i < t->numel; ++i) s += t->as<double>()[i];
+    return s / static_cast<double>(t->numel);
+  };
+  const double pc = mean(cpu->loss(*f.ids, f.mask.get(), &plus)), mc = mean(cpu->loss(*f.ids, f.mask.get(), &minus));
+  const double pg = mean(gpu->loss(*f.ids, f.mask.get(), &plus)), mg = mean(gpu->loss(*f.ids, f.mask.get(), &minus));
+  const double gc = (pc - mc) / (2.0 * eps), gg = (pg - mg) / (2.0 * eps);
+  std::printf("%s ZO step: L+ %.9f / %.9f, L- %.9f / %.9f, g %.6g / %.6g (cpu / cuda)\n", tag.c_str(), pc, pg, mc, mg,
+              gc, gg);
+  check(std::fabs(pc - pg) <= 1e-5 && std::fabs(mc - mg) <= 1e-5, tag + ": L+ and L- within 1e-5");
+  check(std::fabs(gc - gg) <= 1e-5 / eps, tag + ": projected gradients within 1e-5/eps");
+
+  UpdateOptions u;
+  u.step_scale = static_cast<float>(lr * gc);
+  for (const std::shared_ptr<Model>& m : {cpu, gpu}) {
+    std::vector<PerturbTarget> targets;
+    for (const auto& w : m->weights()) targets.push_back(PerturbTarget{w.tensor, plus.streams.at(w.name), nullptr});
+    apply_update(targets, seed, rng::Distribution::Normal, u);
+  }
+  bool same = true;
+  for (size_t i = 0; i < cpu->weights().size(); ++i) {
+    const Tensor& a = *cpu->weights()[i].tensor;
+    TensorPtr b = tensor_copy(*gpu->weights()[i].tensor, ZEROTH_F32, kCpu);
+    same = same && std::memcmp(a.data(), b->data(), a.nbytes()) == 0;
+  }
+  check(same, tag + ": the update leaves the same bits in every weight on both devices");
+  TensorPtr after_c = cpu->loss(*f.ids, f.mask.get()), after_g = gpu->loss(*f.ids, f.mask.get());
+  check(loss_diff(*after_c, *after_g) <= 1e-5, tag + ": losses after the step within 1e-5");
+}
+
+void check_quantized(const std::string& tag, const std::shared_ptr<Model>& cpu, const std::shared_ptr<Model>& gpu,
+                     const Fixture& f) {
+  std::vector<std::pair<std::string, QuantizeOptions>> plan;
+  for (const std::string& n : cpu->linear_names()) {
+    QuantizeOptions o;
+    o.bits = 4;
+    o.group_size = 32;
+    plan.emplace_back(n, o);
+  }
+  QuantizeOptions e8;
+  e8.bits = 8;
+  e8.group_size = 0;
+  e8.symmetric = true;
+  plan.emplace_back(cpu->embedding_name(), e8);
+  std::shared_ptr<Model> qc = cpu->quantized(plan), qg = gpu->quantized(plan);
+  bool shared = qg->weights().size() == qc->weights().size();
+  for (const auto& w : qg->weights())
+    if (w.tensor->quant && w.scales >= 0)
+      shared = shared && qg->weights()[static_cast<size_t>(w.scales)].tensor == w.tensor->quant->scales &&
+               w.tensor->quant->scales->device().type == ZEROTH_DEVICE_CUDA;
+  check(shared, tag + " int4: the '.scales' entries are the device scales the kernels read");
+  check(loss_diff(*qc->loss(*f.ids, f.mask.get()), *qg->loss(*f.ids, f.mask.get())) <= 1e-5, tag + " int4: losses within 1e-5");
+  check(masked_rel_diff(*qc->forward(*f.ids, f.mask.get()), *qg->forward(*f.ids, f.mask.get()), *f.mask) <= 1e-4,
+        tag + " int4: logits within 1e-4");
+  const ForwardPerturbation p = all_weights(*qc, 5, 1e-3f, rng::Distribution::Normal, ".scales");
+  check(!p.streams.empty(), tag + " int4: the model has trainable scales");
+  check(loss_diff(*qc->loss(*f.ids, f.mask.get(), &p), *qg->loss(*f.ids, f.mask.get(), &p)) <= 1e-5,
+        tag + " int4: losses with the scales perturbed (QZO) within 1e-5");
+}
+
+void check_lora(const std::string& tag, const std::shared_ptr<Model>& cpu, const std::shared_ptr<Model>& gpu,
+                const Fixture& f) {
+  std::shared_ptr<Model> lc = cpu, lg = gpu;
+  uint64_t seed = 1;
+  for (const std::string& n : cpu->linear_names()) {
+    if (n.find("q_proj") == std::string::npos && n.find("c_attn") == std::string::npos) continue;
+    const Weight* w = nullptr;
+    for (const auto& x : cpu->weights()) w = x.name == n ? &x : w;
+    const int64_t out = w->in_out ? w->tensor->shape[1] : w->tensor->shape[0];
+    const int64_t in = w->in_out ? w->tensor->shape[0] : w->tensor->shape[1];
+    TensorPtr a = random_f32({4, in}, seed++, 0.1f), b = random_f32({out, 4}, seed++, 0.1f);
+    lc = lc->with_lora(n, a, b, 2.0f);
+    lg = lg->with_lora(n, tensor_copy(*a, ZEROTH_F32, kGpu), tensor_copy(*b, ZEROTH_F32, kGpu), 2.0f);
+  }
+  check(loss_diff(*lc->loss(*f.ids, f.mask.get()), *lg->loss(*f.ids, f.mask.get())) <= 1e-5, tag + " LoRA: losses within 1e-5");
+  const ForwardPerturbation p = all_weights(*lc, 9, 1e-2f, rng::Distribution::Rademacher, ".lora_");
+  check(!p.streams.empty(), tag + " LoRA: the model has adapters");
+  check(loss_diff(*lc->loss(*f.ids, f.mask.get(), &p), *lg->loss(*f.ids, f.mask.get(), &p)) <= 1e-5,
+        tag + " LoRA: perturbed adapters, losses within 1e-5");
+}
+
+void check_fixture(const std::string& dir, const std::string& name) {
+  Fixture f = load_fixture(dir, name);
+  auto cpu = std::make_shared<Model>(f.config, f.weights);
+  std::shared_ptr<Model> gpu = cpu->to_device(kGpu);
+  compare(name, cpu, gpu, f, true);
+  check_zo_step(name, f);
+  check_quantized(name, cpu, gpu, f);
+  check_lora(name, cpu, gpu, f);
+  expect_error(ZEROTH_E_UNSUPPORTED, name + ": generate on a device model", [&] {
+    SamplingOptions o;
+    gpu->generate(*f.ids, f.mask.get(), o);
+  });
+  expect_error(ZEROTH_E_INVALID_ARG, name + ": a device model does not move again", [&] { gpu->to_device(kGpu); });
+}
+
+// OPT variants the fixture does not cover: post-LN blocks (no final norm), and project_in /
+// project_out around an embedding of width 32 (random weights).
+void check_opt_variants(const std::string& dir) {
+  Fixture f = load_fixture(dir, "opt-tiny");
+  Fixture post = f;
+  post.config.pre_norm = false;
+  for (const char* n : {"model.decoder.final_layer_norm.weight", "model.decoder.final_layer_norm.bias",
+                        "decoder.final_layer_norm.weight", "decoder.final_layer_norm.bias"})
+    post.weights.erase(n);
+  auto pc = std::make_shared<Model>(post.config, post.weights);
+  compare("opt-tiny post-LN", pc, pc->to_device(kGpu), post, false);
+
+  Fixture proj = f;
+  proj.config.word_embed_proj_dim = 32;
+  const std::string p = f.weights.count("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
+  proj.weights[p + "embed_tokens.weight"] = random_f32({320, 32}, 11, 0.1f);
+  proj.weights[p + "project_in.weight"] = random_f32({64, 32}, 12, 0.2f);
+  proj.weights[p + "project_out.weight"] = random_f32({32, 64}, 13, 0.2f);
+  proj.weights.erase("lm_head.weight");  // a tied copy of the old embedding, if the checkpoint has one
+  auto jc = std::make_shared<Model>(proj.config, proj.weights);
+  compare("opt-tiny project_in/out", jc, jc->to_device(kGpu), proj, false);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = argc > 1 ? argv[1] : "";
+  if (dir.empty() && std::getenv("ZEROTH_FIXTURES")) dir = std::getenv("ZEROTH_FIXTURES");
+  if (dir.empty()) {
+    const std::string here = __FILE__;  // <repo>/test/native/test_cuda_model.cpp
+    dir = here.substr(0, here.rfind("/test/native/")) + "/../shared/fixtures";
+  }
+  if (!std::ifstream(dir + "/gpt2-tiny/config.json")) {
+    std::printf("SKIP test_cuda_model: reference fixtures not found at %s (pass their folder as the first argument)\n",
+                dir.c_str());
+    std::printf("0 passed, 0 failed\n");
+    return 0;
+  }
+  return cuda_test_main(
+      "test_cuda_model", argc, argv,
+      [&] {
+        if (device_count(ZEROTH_DEVICE_CUDA) > 0) return;
+        // No GPU (or no CUDA backend) is one clear E_DEVICE, not a crash.
+        Fixture f = load_fixture(dir, "gpt2-tiny");
+        Model m(f.config, f.weights);
+        expect_error(ZEROTH_E_DEVICE, "to_device without a usable GPU", [&] { m.to_device(kGpu); });
+        check(m.device().type == ZEROTH_DEVICE_CPU, "a loaded model is on the CPU");
+      },
+      [&] {
+        for (const char* name : {"gpt2-tiny", "opt-tiny", "llama-tiny"}) check_fixture(dir, name);
+        check_opt_variants(dir);
+      },
+      [] { std::printf("{\"skipped\": \"no benchmark here: bench/cuda.mjs times the device model\"}\n"); });
+}
