@@ -34,6 +34,7 @@
 
 #include "check.h"
 #include "cuda_test.h"
+#include "fixtures.h"
 #include "core/backend.h"
 #include "core/errors.h"
 #include "core/philox.h"
@@ -49,56 +50,6 @@ using namespace zeroth_test;
 namespace {
 
 constexpr zeroth_device kCpu{ZEROTH_DEVICE_CPU, 0};
-
-struct Fixture {
-  TransformerConfig config;
-  std::unordered_map<std::string, TensorPtr> weights;
-  TensorPtr ids, mask, logits, loss;
-};
-
-// The three fixture configs, transcribed from their config.json (as test_transformer.cpp).
-TransformerConfig fixture_config(const std::string& name) {
-  TransformerConfig c;
-  c.vocab_size = 320;
-  c.d_model = 64;
-  c.n_layer = 2;
-  c.n_head = c.n_kv_head = 4;
-  c.head_dim = 16;
-  c.max_positions = 64;
-  if (name == "gpt2-tiny") {
-    c.family = Family::Gpt2;
-    c.d_ff = 256;
-    c.activation = Activation::GeluTanh;
-  } else if (name == "opt-tiny") {
-    c.family = Family::Opt;
-    c.d_ff = 256;
-    c.activation = Activation::Relu;
-    c.word_embed_proj_dim = 64;
-    c.pad_token_id = 1;
-  } else {
-    c.family = Family::Llama;
-    c.d_ff = 176;
-    c.n_kv_head = 2;
-    c.norm_eps = 1e-6;
-    c.activation = Activation::Silu;
-    c.qkv_bias = c.out_bias = c.mlp_bias = false;
-    c.tied_embeddings = false;
-  }
-  return c;
-}
-
-Fixture load_fixture(const std::string& dir, const std::string& name) {
-  Fixture f;
-  f.config = fixture_config(name);
-  auto ck = safetensors::Checkpoint::open(dir + "/" + name + "/model.safetensors");
-  for (const auto& e : ck->tensors()) f.weights[e.info->name] = ck->load(e.info->name);
-  auto ref = safetensors::SafetensorsFile::open(dir + "/" + name + "/reference.safetensors");
-  f.ids = ref->load("input_ids", ZEROTH_I32);
-  f.mask = ref->load("attention_mask", ZEROTH_I32);
-  f.logits = ref->load("logits", ZEROTH_F32);
-  f.loss = ref->load("loss", ZEROTH_F64);
-  return f;
-}
 
 TensorPtr random_f32(const Shape& shape, uint64_t seed, float scale) {
   TensorPtr t = tensor_empty(ZEROTH_F32, shape, kCpu);
