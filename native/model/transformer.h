@@ -204,6 +204,8 @@ class Model {
   // logits[M, V] = hidden[M, head_width] · head^T
   void lm_head(const float* hidden, int64_t M, const Resolved& r, float* logits) const;
   int64_t head_width() const;
+  // Rows of the LM head per loss chunk: set_loss_chunk_rows's, or what a 128 MiB logits buffer holds.
+  int64_t loss_chunk() const;
   void check_inputs(const Tensor& ids, const Tensor* mask) const;
 
   // The CUDA twins (transformer_cuda.cpp), called by forward / loss / quantized when the

@@ -407,19 +407,14 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
   DeviceCache cache = make_cache(config_, B, T, ws);
   const float* hidden = run_cuda(id, m, B, T, cache, r, ws);
 
-  // The scored pairs (Model::loss): prediction at (b, t) against token (b, t + 1), both real.
-  std::vector<int64_t> pairs;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t + 1 < T; ++t)
-      if (!m || (m[b * T + t] && m[b * T + t + 1])) pairs.push_back(b * T + t);
+  const std::vector<int64_t> pairs = scored_pairs(m, B, T);  // as Model::loss
   const int64_t P = static_cast<int64_t>(pairs.size());
 
   // The LM head in the CPU's row chunks; each chunk's rows gathered, its logits, then the
   // cross entropy of each row in double on the device. Only the P per-pair values come back.
   std::vector<double> nll(static_cast<size_t>(P));
   if (P > 0) {
-    const int64_t chunk =
-        loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t{128} << 20) / (4 * V));
+    const int64_t chunk = loss_chunk();
     std::vector<int32_t> targets(static_cast<size_t>(P));
     for (int64_t i = 0; i < P; ++i) targets[static_cast<size_t>(i)] = id[pairs[static_cast<size_t>(i)] + 1];
     Upload up;
@@ -440,19 +435,7 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
     backend_for(device_).copy_to_host(device_.index, nll.data(), nll_dev, static_cast<size_t>(P) * sizeof(double));
   }
 
-  // Per-row means in the CPU's fixed order (Model::loss).
-  TensorPtr out = tensor_empty(ZEROTH_F64, {B}, kCpu);
-  double* o = out->as<double>();
-  std::vector<double> sum(static_cast<size_t>(B), 0.0);
-  std::vector<int64_t> count(static_cast<size_t>(B), 0);
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    sum[static_cast<size_t>(pairs[i] / T)] += nll[i];
-    count[static_cast<size_t>(pairs[i] / T)] += 1;
-  }
-  for (int64_t b = 0; b < B; ++b)
-    o[b] = count[static_cast<size_t>(b)] ? sum[static_cast<size_t>(b)] / static_cast<double>(count[static_cast<size_t>(b)])
-                                         : std::numeric_limits<double>::quiet_NaN();
-  return out;
+  return row_means(pairs, nll, B, T);  // in the CPU's fixed order
 }
 
 #else  // no CUDA backend in this build

@@ -227,17 +227,10 @@ TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPertur
   const float* hidden = run(id, m, B, T, cache, r, ws);
   ws.kv = std::move(cache.storage);
 
-  // The scored pairs: prediction at (b, t) against token (b, t + 1), both real.
-  std::vector<int64_t> pairs;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t + 1 < T; ++t)
-      if (!m || (m[b * T + t] && m[b * T + t + 1])) pairs.push_back(b * T + t);
+  const std::vector<int64_t> pairs = scored_pairs(m, B, T);
 
   // The LM head in chunks of rows: each chunk's logits, then -log softmax at the target in f64.
-  // Every chunk re-packs (and, perturbed, re-draws z for) the whole head matrix, so chunks are
-  // as large as a 128 MiB logits buffer allows (660 rows of GPT-2's 50257 logits).
-  const int64_t chunk =
-      loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t{128} << 20) / (4 * V));
+  const int64_t chunk = loss_chunk();
   std::vector<double> nll(pairs.size());
   const int64_t chunk_rows = std::min<int64_t>(chunk, static_cast<int64_t>(pairs.size()));
   std::vector<float>& rows = ws.get(kWsRows, chunk_rows * hw);
@@ -261,6 +254,18 @@ TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPertur
     });
   }
 
+  return row_means(pairs, nll, B, T);
+}
+
+std::vector<int64_t> scored_pairs(const int32_t* mask, int64_t B, int64_t T) {
+  std::vector<int64_t> pairs;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t + 1 < T; ++t)
+      if (!mask || (mask[b * T + t] && mask[b * T + t + 1])) pairs.push_back(b * T + t);
+  return pairs;
+}
+
+TensorPtr row_means(const std::vector<int64_t>& pairs, const std::vector<double>& nll, int64_t B, int64_t T) {
   TensorPtr out = tensor_empty(ZEROTH_F64, {B}, zeroth_device{ZEROTH_DEVICE_CPU, 0});
   double* o = out->as<double>();
   std::vector<double> sum(static_cast<size_t>(B), 0.0);
@@ -273,6 +278,12 @@ TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPertur
     o[b] = count[static_cast<size_t>(b)] ? sum[static_cast<size_t>(b)] / static_cast<double>(count[static_cast<size_t>(b)])
                                          : std::numeric_limits<double>::quiet_NaN();
   return out;
+}
+
+int64_t Model::loss_chunk() const {
+  // Every chunk re-packs (and, perturbed, re-draws z for) the whole head matrix, so chunks are
+  // as large as a 128 MiB logits buffer allows (660 rows of GPT-2's 50257 logits).
+  return loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t{128} << 20) / (4 * config_.vocab_size));
 }
 
 }  // namespace zeroth::model

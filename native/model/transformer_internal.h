@@ -90,6 +90,14 @@ void swiglu_inplace(float* gate, const float* up, int64_t n);
 void add_bias_rows(float* x, int64_t rows, int64_t n, const float* b);
 void add_inplace(float* x, const float* y, int64_t n);
 
+// ---- the loss (transformer_forward.cpp; shared with the CUDA twin) ----------------------------
+// The scored pairs of a [B, T] batch: b·T + t for each prediction at (b, t) of token (b, t + 1),
+// both real under the 0/1 mask (nullptr: all real).
+std::vector<int64_t> scored_pairs(const int32_t* mask, int64_t B, int64_t T);
+// The f64 [B] per-row means of the pairs' values, summed in pair order (the same bits whatever
+// the threads or device that produced nll); NaN for a row without pairs.
+TensorPtr row_means(const std::vector<int64_t>& pairs, const std::vector<double>& nll, int64_t B, int64_t T);
+
 // ---- attention (transformer_attention.cpp) --------------------------------------------------
 // Positions and key validity of S new tokens per row (the rules in transformer.h), from the 0/1
 // mask (nullptr: all real): valid[b·capacity + length + s] = real, and the returned pos[b·S + s]
