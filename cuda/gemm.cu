@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kF32Threads)
     load_quad(B, ldb, b_valid, b_r, b_c, vec_b, b_q);
   };
   auto stash = [&](int buf) {
-    if (pd.active) perturb_quad(pd, static_cast<uint64_t>(b_r * ldb + b_c), b_valid, b_q);
+    if (pd.active) perturb_quad(pd, pd.base + static_cast<uint64_t>(b_r * ldb + b_c), b_valid, b_q);
     if (TA) {
       *reinterpret_cast<float4*>(&As[buf][qa.row][qa.col]) = make_float4(a_q[0], a_q[1], a_q[2], a_q[3]);
     } else {
@@ -361,7 +361,7 @@ __global__ void __launch_bounds__(kHalfThreads)
         const int row = q / TileB::kQuadsPerRow, col = (q % TileB::kQuadsPerRow) * 4;
         if (pd.active) {
           const int64_t r = TB ? n0 + row : k0 + row, c = TB ? k0 + col : n0 + col;
-          perturb_quad<E>(pd, static_cast<uint64_t>(r * ldb + c), quad_valid(b_rows, b_cols, r, c), b_q[i]);
+          perturb_quad<E>(pd, pd.base + static_cast<uint64_t>(r * ldb + c), quad_valid(b_rows, b_cols, r, c), b_q[i]);
         }
         *reinterpret_cast<ushort4*>(bs + row * TileB::kLd + col) = make_ushort4(b_q[i][0], b_q[i][1], b_q[i][2], b_q[i][3]);
       }

@@ -107,7 +107,8 @@ void pack_a(const Problem& p, int64_t i0, int64_t mc, int64_t p0, int64_t kc, fl
 
 // Packs depth [p0, p0 + kc) × columns [j0, j0 + nc) of op(B) into NR-wide micro-panels. With an
 // active perturbation every element becomes fl(b + fl(scale·z(offset))) on the way, offset being
-// the element's position in B's own storage; add_scaled_z_from works on runs that are contiguous there.
+// the element's position in B's own storage (+ base); add_scaled_z_from works on runs that are
+// contiguous there.
 void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   const int nr = p.k->nr;
   const PerturbDesc& z = p.perturb;
@@ -118,7 +119,8 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = p.B + (p0 + k) * p.ldb + j0;
       if (z.active) {
-        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc, src, run);
+        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, z.base + static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc,
+                          src, run);
         src = run;
       }
       for (int64_t jr = 0; jr < nc; jr += nr) {
@@ -140,8 +142,8 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
     if (z.active) {
       for (int j = 0; j < cols; ++j) {
         float* run = block + j * kc;
-        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0), kc,
-                          src + j * p.ldb, run);
+        const uint64_t first = z.base + static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0);
+        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, first, kc, src + j * p.ldb, run);
       }
       src = block;
       ld = kc;

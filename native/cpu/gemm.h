@@ -9,9 +9,9 @@
 // The weight operand may carry a perturbation descriptor (DESIGN principle 2): when
 // `b_perturb.active`, every element of B is read as fl(b + fl(scale·z(offset))) (add_scaled_z in
 // perturb.h) while its panel is packed, so a perturbed forward writes no weights. `offset` is the
-// element's position in B's own storage: (k, n) of op(B) is at k·ldb + n when B is stored [K, N]
-// (GPT-2 Conv1D) and at n·ldb + k when stored [N, K] (nn.Linear, trans_b); for a dense tensor
-// (ldb = its row length) that is the element's index in the tensor. The product is bit-identical
+// element's position in B's own storage plus b_perturb.base: (k, n) of op(B) is at k·ldb + n when
+// B is stored [K, N] (GPT-2 Conv1D) and at n·ldb + k when stored [N, K] (nn.Linear, trans_b); for
+// a dense tensor (ldb = its row length, base 0) that is the element's index in the tensor. The product is bit-identical
 // to gemm_f32 on a copy of B perturbed in place with the same values (test/native/test_gemm.cpp).
 #pragma once
 #include <cstdint>
@@ -26,6 +26,10 @@ struct PerturbDesc {
   uint64_t stream = 0;
   float scale = 0.0f;
   rng::Distribution dist = rng::Distribution::Normal;
+  // The index, in the perturbed tensor, of B's first element when B is a slice of it (the LM
+  // head read a vocabulary chunk at a time): element offsets are counted from the tensor's
+  // start, so a slice reads the same z as the whole. Read by gemm_f32 (CPU and CUDA) only.
+  uint64_t base = 0;
 };
 
 // Row-major matrices. op(A) is [M, K]: A stored [M, K] (lda >= K) or, if trans_a, [K, M].

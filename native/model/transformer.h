@@ -21,8 +21,9 @@
 // and loss there (transformer_cuda.cpp, the twin of Model::run / forward / loss, with the same
 // semantics); inputs stay CPU int32 tensors and results come back as CPU tensors.
 //
-// Memory. A Model keeps its activation buffers (and the loss's logits chunk, at most 128 MiB)
-// between calls, sized by the largest batch seen, so repeated forwards fault in no new pages.
+// Memory. A Model keeps its activation buffers (and the loss's logits block: scored rows × a
+// vocabulary chunk of 8192, at most 128 MiB) between calls, sized by the largest batch seen, so
+// repeated forwards fault in no new pages.
 // Calls may run concurrently; a call that finds the buffers busy uses a private set.
 #pragma once
 #include <cstdint>
@@ -179,6 +180,10 @@ class Model {
   // Rows of the LM head per loss chunk (0: as many as a 128 MiB logits buffer holds). Tests
   // set small values to cover the chunked path.
   void set_loss_chunk_rows(int64_t rows) { loss_chunk_rows_ = rows; }
+  // Vocabulary entries per chunk of the loss's LM head (0: kLossVocabChunk). Tests set small
+  // values; the losses agree with one whole-vocabulary chunk up to float rounding.
+  void set_loss_vocab_chunk(int64_t n) { loss_vocab_chunk_ = n; }
+  static constexpr int64_t kLossVocabChunk = 8192;
 
   // Per-call view of the weights with their perturbation descriptors (transformer_internal.h).
   struct Resolved;
@@ -204,8 +209,12 @@ class Model {
   // logits[M, V] = hidden[M, head_width] · head^T
   void lm_head(const float* hidden, int64_t M, const Resolved& r, float* logits) const;
   int64_t head_width() const;
-  // Rows of the LM head per loss chunk: set_loss_chunk_rows's, or what a 128 MiB logits buffer holds.
-  int64_t loss_chunk() const;
+  // Rows of the LM head per loss block: set_loss_chunk_rows's, or what a 128 MiB buffer of
+  // logits `width` wide holds.
+  int64_t loss_chunk(int64_t width) const;
+  // logits[M, nv] = hidden · rows [v0, v0 + nv) of the head, transposed (the loss's vocabulary
+  // chunks; the whole head takes lm_head).
+  void lm_head_slice(const float* hidden, int64_t M, const Resolved& r, int64_t v0, int64_t nv, float* logits) const;
   void check_inputs(const Tensor& ids, const Tensor* mask) const;
 
   // The CUDA twins (transformer_cuda.cpp), called by forward / loss / quantized when the
@@ -226,6 +235,7 @@ class Model {
   int tok_embed_ = -1, pos_embed_ = -1, final_norm_w_ = -1, final_norm_b_ = -1, head_ = -1;
   int project_in_ = -1, project_out_ = -1;
   int64_t loss_chunk_rows_ = 0;
+  int64_t loss_vocab_chunk_ = 0;
   // Activation buffers kept between calls: re-faulting tens of MB of fresh pages per forward
   // costs more than the norms and attention together on small machines.
   mutable std::mutex workspace_mutex_;

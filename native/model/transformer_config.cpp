@@ -246,7 +246,7 @@ Model::~Model() = default;
 Model::Model(const Model& o)
     : config_(o.config_), weights_(o.weights_), index_(o.index_), layers_(o.layers_), tok_embed_(o.tok_embed_),
       pos_embed_(o.pos_embed_), final_norm_w_(o.final_norm_w_), final_norm_b_(o.final_norm_b_), head_(o.head_),
-      project_in_(o.project_in_), project_out_(o.project_out_), loss_chunk_rows_(o.loss_chunk_rows_),
+      project_in_(o.project_in_), project_out_(o.project_out_), loss_chunk_rows_(o.loss_chunk_rows_), loss_vocab_chunk_(o.loss_vocab_chunk_),
       device_(o.device_) {}
 
 std::shared_ptr<Model> Model::with_lora(const std::string& weight, const TensorPtr& a, const TensorPtr& b,

@@ -414,7 +414,7 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
   // cross entropy of each row in double on the device. Only the P per-pair values come back.
   std::vector<double> nll(static_cast<size_t>(P));
   if (P > 0) {
-    const int64_t chunk = loss_chunk();
+    const int64_t chunk = loss_chunk(V);
     std::vector<int32_t> targets(static_cast<size_t>(P));
     for (int64_t i = 0; i < P; ++i) targets[static_cast<size_t>(i)] = id[pairs[static_cast<size_t>(i)] + 1];
     Upload up;

@@ -229,29 +229,53 @@ TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPertur
 
   const std::vector<int64_t> pairs = scored_pairs(m, B, T);
 
-  // The LM head in chunks of rows: each chunk's logits, then -log softmax at the target in f64.
-  const int64_t chunk = loss_chunk();
+  // The LM head over blocks of scored rows × chunks of the vocabulary. Each chunk's logits are
+  // folded into a running max and Σ exp per row (online logsumexp: the SIMD exp, the sum and the
+  // log in double), so the logits buffer is rows × chunk instead of rows × V, and every head
+  // element is read (perturbed: has its z drawn) once per block of rows, not once per small row
+  // chunk of full-width logits. A quantized head or one with LoRA adapters is read whole (one
+  // chunk of V).
+  const Weight& H = weights_[static_cast<size_t>(head_)];
+  const int64_t vchunk = H.tensor->quant || H.lora_a >= 0 ? V : std::min(V, loss_vocab_chunk_ > 0 ? loss_vocab_chunk_ : kLossVocabChunk);
+  const int64_t block = loss_chunk(vchunk);
+  const int64_t P = static_cast<int64_t>(pairs.size());
   std::vector<double> nll(pairs.size());
-  const int64_t chunk_rows = std::min<int64_t>(chunk, static_cast<int64_t>(pairs.size()));
-  std::vector<float>& rows = ws.get(kWsRows, chunk_rows * hw);
-  std::vector<float>& logits = ws.get(kWsLogits, chunk_rows * V);
-  for (size_t c0 = 0; c0 < pairs.size(); c0 += chunk) {
-    const int64_t n = std::min<int64_t>(chunk, static_cast<int64_t>(pairs.size() - c0));
+  const int64_t block_rows = std::min(block, P);
+  std::vector<float>& rows = ws.get(kWsRows, block_rows * hw);
+  std::vector<float>& logits = ws.get(kWsLogits, block_rows * vchunk);
+  std::vector<float> mx(static_cast<size_t>(block_rows)), target_logit(static_cast<size_t>(block_rows));
+  std::vector<double> sum(static_cast<size_t>(block_rows));
+  for (int64_t c0 = 0; c0 < P; c0 += block) {
+    const int64_t n = std::min(block, P - c0);
     for (int64_t i = 0; i < n; ++i) {
-      const float* src = hidden + pairs[c0 + i] * hw;
+      const float* src = hidden + pairs[static_cast<size_t>(c0 + i)] * hw;
       std::copy(src, src + hw, rows.data() + i * hw);
     }
-    lm_head(rows.data(), n, r, logits.data());
-    parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        // logsumexp with the SIMD exp; the sum and the log are taken in double.
-        const float* z = logits.data() + i * V;
-        const float mx = ops::vec_max(z, V);
-        const double sum = ops::vec_exp_shift_sum(z, V, mx, nullptr);
-        const int32_t target = id[pairs[c0 + i] + 1];
-        nll[c0 + i] = static_cast<double>(mx) + std::log(sum) - static_cast<double>(z[target]);
-      }
-    });
+    std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (int64_t v0 = 0; v0 < V; v0 += vchunk) {
+      const int64_t nv = std::min(vchunk, V - v0);
+      lm_head_slice(rows.data(), n, r, v0, nv, logits.data());
+      parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* z = logits.data() + i * nv;
+          const size_t k = static_cast<size_t>(i);
+          const float chunk_max = ops::vec_max(z, nv);
+          if (chunk_max > mx[k]) {  // rescale what was summed under the smaller max
+            if (sum[k] != 0.0) sum[k] *= std::exp(static_cast<double>(mx[k]) - static_cast<double>(chunk_max));
+            mx[k] = chunk_max;
+          }
+          sum[k] += ops::vec_exp_shift_sum(z, nv, mx[k], nullptr);
+          const int64_t target = id[pairs[static_cast<size_t>(c0 + i)] + 1];
+          if (target >= v0 && target < v0 + nv) target_logit[k] = z[target - v0];
+        }
+      });
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t k = static_cast<size_t>(i);
+      nll[static_cast<size_t>(c0 + i)] =
+          static_cast<double>(mx[k]) + std::log(sum[k]) - static_cast<double>(target_logit[k]);
+    }
   }
 
   return row_means(pairs, nll, B, T);
@@ -280,10 +304,29 @@ TensorPtr row_means(const std::vector<int64_t>& pairs, const std::vector<double>
   return out;
 }
 
-int64_t Model::loss_chunk() const {
-  // Every chunk re-packs (and, perturbed, re-draws z for) the whole head matrix, so chunks are
-  // as large as a 128 MiB logits buffer allows (660 rows of GPT-2's 50257 logits).
-  return loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t{128} << 20) / (4 * config_.vocab_size));
+int64_t Model::loss_chunk(int64_t width) const {
+  // Every block of rows re-packs (and, perturbed, re-draws z for) the head, so blocks are as
+  // large as a 128 MiB logits buffer allows: 660 rows of GPT-2's 50257 logits, 4096 rows of a
+  // vocabulary chunk.
+  return loss_chunk_rows_ > 0 ? loss_chunk_rows_ : std::max<int64_t>(64, (int64_t{128} << 20) / (4 * width));
+}
+
+void Model::lm_head_slice(const float* hidden, int64_t M, const Resolved& r, int64_t v0, int64_t nv,
+                          float* logits) const {
+  const Weight& W = r.weights[static_cast<size_t>(head_)];
+  if (v0 == 0 && nv == config_.vocab_size) return lm_head(hidden, M, r, logits);
+  // Rows [v0, v0 + nv) of the head ([V, hw], or columns of a [hw, V] one): z indexed from the
+  // whole tensor's start (PerturbDesc::base), so a slice reads what the whole head reads.
+  const int64_t hw = head_width();
+  PerturbDesc d = r.desc[static_cast<size_t>(head_)];
+  const float* w = W.tensor->as<float>();
+  if (W.in_out) {
+    d.base = static_cast<uint64_t>(v0);
+    gemm_f32(false, false, M, nv, hw, 1.0f, hidden, hw, w + v0, config_.vocab_size, 0.0f, logits, nv, d);
+  } else {
+    d.base = static_cast<uint64_t>(v0 * hw);
+    gemm_f32(false, true, M, nv, hw, 1.0f, hidden, hw, w + v0 * hw, hw, 0.0f, logits, nv, d);
+  }
 }
 
 }  // namespace zeroth::model

@@ -61,6 +61,31 @@ static void check_fixture(const std::string& dir, const std::string& name) {
     model.set_loss_chunk_rows(0);
     for (int64_t b = 0; b < f.loss->numel; ++b)
       check(std::fabs(chunked->as<double>()[b] - loss->as<double>()[b]) <= 1e-6, tag + " chunked loss row " + std::to_string(b));
+    // The head read in vocabulary chunks (an online logsumexp across them; 64 and an uneven 100
+    // of the 320 entries), alone and with row chunks, clean and perturbed (z of a head slice is
+    // indexed from the whole tensor): the losses of one whole-vocabulary chunk, up to rounding.
+    ForwardPerturbation pert;
+    pert.seed = 77;
+    pert.scale = 1e-2f;
+    pert.dist = rng::Distribution::Normal;
+    for (const auto& w : model.weights()) pert.streams[w.name] = rng::stream_id(w.name.data(), w.name.size());
+    TensorPtr perturbed = model.loss(*f.ids, f.mask.get(), &pert);
+    for (int64_t vc : {64, 100}) {
+      for (int64_t rows : {0, 5}) {
+        model.set_loss_vocab_chunk(vc);
+        model.set_loss_chunk_rows(rows);
+        TensorPtr v = model.loss(*f.ids, f.mask.get());
+        TensorPtr vp = model.loss(*f.ids, f.mask.get(), &pert);
+        model.set_loss_vocab_chunk(0);
+        model.set_loss_chunk_rows(0);
+        const std::string what = tag + " vocab chunk " + std::to_string(vc) + ", row chunk " + std::to_string(rows);
+        for (int64_t b = 0; b < f.loss->numel; ++b) {
+          check(std::fabs(v->as<double>()[b] - loss->as<double>()[b]) <= 1e-6, what + " loss row " + std::to_string(b));
+          check(std::fabs(vp->as<double>()[b] - perturbed->as<double>()[b]) <= 1e-6,
+                what + " perturbed loss row " + std::to_string(b));
+        }
+      }
+    }
   }
   set_simd_level(SimdLevel::Avx512);  // back to the best this CPU has
 }
