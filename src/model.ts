@@ -290,8 +290,17 @@ export class Model {
         chosen = names;
         const params = this.parameters();
         for (const [n, t] of Object.entries(params)) {
-          masks[n] = new Tensor<'u8'>(native.maskFromMagnitude(t.handle, { fraction: spec.fraction, keep: spec.keep ?? 'smallest' }));
+          // The magnitude ranking is CPU code: a device model ranks a host copy and keeps the
+          // mask on its device (the update kernels take masks on the parameter's device).
+          const onHost = t.device === 'cpu' ? t : t.to('cpu');
+          const mask = new Tensor<'u8'>(native.maskFromMagnitude(onHost.handle, { fraction: spec.fraction, keep: spec.keep ?? 'smallest' }));
+          if (onHost !== t) onHost.dispose();
           t.dispose();
+          if (mask.device === this.device) masks[n] = mask;
+          else {
+            masks[n] = mask.to(this.device);
+            mask.dispose();
+          }
         }
         break;
       }
@@ -356,8 +365,9 @@ export class Model {
           const stem = name.replace(/\.weight$/, '');
           const z = native.fillZ(seed, native.streamId(`${stem}.lora_A.weight`), 'normal', 0, rank * inDim) as Float32Array;
           const scaleA = 1 / Math.sqrt(inDim);
-          using a = tensor(z.map((v) => v * scaleA), { shape: [rank, inDim] });
-          using b = zeros([outDim, rank]);
+          // The adapters live on the model's device (with_lora requires it).
+          using a = tensor(z.map((v) => v * scaleA), { shape: [rank, inDim], device: this.device });
+          using b = zeros([outDim, rank], { device: this.device });
           native.modelAddLora(this.handle, name, a.handle, b.handle, alpha / rank);
           this.#lora.set(name, { rank, alpha, inOut, a: `${stem}.lora_A.weight`, b: `${stem}.lora_B.weight` });
         }
@@ -506,12 +516,18 @@ export class Model {
    * group size) and block layers left in float get exact-name `dynamic` entries
    * ("+:^<name>$" / "-:^<name>$", as GPTQModel writes them). LoRA adapters over quantized
    * layers cannot be merged into integer codes, so they go to adapter_model.safetensors +
-   * adapter_config.json (PEFT layout).
+   * adapter_config.json (PEFT layout). A model on a GPU is written from host copies of its
+   * weights (LoRA merged on the host, the same f32 arithmetic); a quantized model on a GPU is
+   * E_UNSUPPORTED (the GPTQ packing is CPU code).
    */
   async save(dir: string): Promise<void> {
     check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');
     const quantized = this.quantizedNames();
+    const device = this.device;
     // Check what can be written before touching the directory.
+    check(device === 'cpu' || quantized.length === 0,
+      `save: writing a GPTQ checkpoint of a quantized model on ${device} is not supported yet (the GPTQ packing is CPU code); ` +
+      'train it with --device cpu, or load it without a device to save', 'E_UNSUPPORTED');
     const gptq = quantized.length > 0 ? (native.modelGptqCheckpoint(this.handle) as GptqCheckpoint) : undefined;
     await mkdir(dir, { recursive: true }).catch((e: Error) => {
       throw new ZerothError('E_IO', `save: cannot create ${dir}: ${e.message}`);
@@ -530,10 +546,15 @@ export class Model {
           continue;
         }
         // W + (alpha/rank)·B·A (transposed for Conv1D's [in, out] layout): a plain checkpoint.
-        using ba = ops.matmul(params[l.b]!, params[l.a]!);
+        // The ops are CPU code: a device model merges host copies (the same f32 arithmetic), and
+        // the safetensors writer takes the host result like any other tensor.
+        using hb = host(params[l.b]!);
+        using ha = host(params[l.a]!);
+        using hw = host(params[base]!);
+        using ba = ops.matmul(hb.tensor, ha.tensor);
         using delta = l.inOut ? ops.transpose(ba) : ba.clone();
         using scaled = ops.mul(delta, l.alpha / l.rank);
-        const w = ops.add(params[base]!, scaled);
+        const w = ops.add(hw.tensor, scaled);
         params[base]!.dispose();
         params[base] = w;
         for (const n of [l.a, l.b]) {
@@ -597,6 +618,12 @@ export class Model {
     const trainable = p.trainable ?? this.parameterNames();
     return { seed: p.seed, scale: p.scale, dist, trainable: [...trainable], streams: p.streams ?? null };
   }
+}
+
+/** t itself when it is on the CPU, else a host copy; disposing the result frees only a copy. */
+function host(t: Tensor): { tensor: Tensor; [Symbol.dispose](): void } {
+  const copy = t.device === 'cpu' ? undefined : t.to('cpu');
+  return { tensor: copy ?? t, [Symbol.dispose]: () => copy?.dispose() };
 }
 
 /** What the native side returns for saving a quantized model as GPTQ. */

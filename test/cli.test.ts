@@ -228,4 +228,26 @@ describe('help and errors', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bad\.jsonl:2: invalid JSON.*\[E_FORMAT\]/);
   });
+
+  it('finetune --device cuda: zoadam / zosign / momentum / lora reach the device (one E_DEVICE line without a GPU); scales are refused up front', async () => {
+    const { buildInfo, devices } = await import('../src/index.js');
+    const hasGpu = buildInfo().cuda && devices().some((d) => d.type === 'cuda');
+    const common = ['finetune', '--model', tiny.model, '--data', tiny.data, '--steps', '1', '--device', 'cuda'];
+    const cases: [string[], RegExp][] = [[['--trainable', 'scales'], /--trainable scales.*GPTQ.*E_UNSUPPORTED/]];
+    // Without a GPU the stateful runs now get as far as loading the model on the device, which
+    // answers one E_DEVICE line naming what is missing (with a GPU they would train: cuda_optim.test.ts).
+    if (!hasGpu) {
+      for (const extra of [['--optimizer', 'zoadam'], ['--optimizer', 'zosign'], ['--momentum', '0.9'], ['--trainable', 'lora']]) {
+        cases.push([extra, /device 'cuda'.*E_DEVICE/]);
+      }
+    }
+    for (const [extra, message] of cases) {
+      const r = run([...common, ...extra, '--out', join(scratch, 'out-device')]);
+      expect(r.code, extra.join(' ')).not.toBe(0);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^zeroth finetune: /);
+      expect(lines[0]).toMatch(message);
+    }
+  });
 });

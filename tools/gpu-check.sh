@@ -9,10 +9,10 @@
 # Stages (a line each in OUT_DIR/summary.txt; their logs in OUT_DIR/logs.tar.gz, JSON figures in
 # OUT_DIR/bench_*.json: few files, as the device tool brings back at most eight):
 #   build       CMake + Ninja/Make, Release, CUDA for this GPU's architecture only (fast)
-#   test_*      the C++ GPU test programs: z bits CPU = CUDA, perturbation kernels, GEMM and the
-#               forward ops, int4 kernels, the whole-model CPU/CUDA parity (where built)
-#   bench_*     `test_cuda_gemm --bench` / `test_cuda_int4 --bench` JSON (GEMM TFLOP/s, perturbation
-#               and int4 GEMV bytes/s against a device-to-device copy)
+#   test_*      every C++ GPU test program (test_cuda_*): z bits CPU = CUDA, perturbation kernels,
+#               GEMM and the forward ops, int4 kernels, the update rules, whole-model parity
+#   bench_*     `test_cuda_{gemm,int4,zo_update} --bench` JSON (GEMM TFLOP/s, perturbation and int4
+#               GEMV bytes/s against a device-to-device copy, update rules per weight)
 #   memcheck_*  the test programs under compute-sanitizer --tool memcheck (leak check on)
 #   node        when `node` and node_modules are present: the addon (cmake-js), the vitest CUDA
 #               suites and bench/cuda.mjs (which adds torch.matmul and the PyTorch MeZO anchor)
@@ -66,13 +66,13 @@ stage build 900 bash -c "cmake -S . -B '$build' ${generator[*]} -DCMAKE_BUILD_TY
   -DZEROTH_CUDA_ARCHS='$archs' && cmake --build '$build' -j \"\$(nproc)\""
 bin="$build/Release"
 programs=()
-for p in test_cuda_parity test_cuda_gemm test_cuda_int4 test_cuda_model; do
-  [ -x "$bin/$p" ] && programs+=("$p")
+for f in "$bin"/test_cuda_*; do  # every GPU test program the build made
+  [ -x "$f" ] && programs+=("$(basename "$f")")
 done
 [ ${#programs[@]} -gt 0 ] || note "no GPU test program was built (see logs/build.log)"
 
 for p in "${programs[@]}"; do stage "$p" 600 "$bin/$p"; done
-for p in test_cuda_gemm test_cuda_int4; do
+for p in test_cuda_gemm test_cuda_int4 test_cuda_zo_update; do
   [ -x "$bin/$p" ] && stage "bench_$p" 600 bash -c "'$bin/$p' --bench | tail -n 1 > '$out/bench_$p.json'"
 done
 if command -v compute-sanitizer >/dev/null; then
@@ -87,8 +87,7 @@ if command -v node >/dev/null && [ -d node_modules ]; then
   stage node_build 900 node node_modules/cmake-js/bin/cmake-js compile --out build-gpu-node \
     --CDZEROTH_CUDA_ARCHS="$archs"
   addon="$PWD/build-gpu-node/Release/zeroth.node"
-  stage node_tests 900 env ZEROTH_ADDON_PATH="$addon" npx vitest run test/cuda.test.ts test/cuda_gemm.test.ts \
-    $(ls test/cuda_model.test.ts 2>/dev/null)
+  stage node_tests 900 env ZEROTH_ADDON_PATH="$addon" npx vitest run test/cuda*.test.ts
   stage node_bench_cuda 900 bash -c "npx tsc -p tsconfig.json && ZEROTH_ADDON_PATH='$addon' node bench/cuda.mjs \
     > '$out/bench_cuda.json'"
 else

@@ -16,6 +16,10 @@
 #include "core/parallel.h"
 #include "cpu/perturb.h"
 
+#ifdef ZEROTH_WITH_CUDA
+#include "../../cuda/zo_update_cuda.h"
+#endif
+
 namespace zeroth {
 
 namespace perturb_detail {
@@ -71,6 +75,10 @@ void check_diag_args(const std::vector<PerturbTarget>& targets, const std::vecto
 
 void hessian_diag_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h, uint64_t seed,
                          rng::Distribution dist, const DiagHessianUpdate& u) {
+#ifdef ZEROTH_WITH_CUDA
+  // Hessian and preconditioner on the parameters' GPU: the twin in cuda/zo_update.cu (same bits).
+  if (cuda::zo_on_cuda(targets, {&h})) return cuda::hessian_diag_update(targets, h, seed, dist, u);
+#endif
   check_diag_args(targets, h, dist, u);
   std::vector<int64_t> first(targets.size() + 1, 0);
   for (size_t t = 0; t < targets.size(); ++t)

@@ -1,5 +1,8 @@
 // zo_update.cpp — momentum / Adam / sign / preconditioned updates (see zo_update.h).
 //
+// On CUDA tensors every entry point hands the call to its twin in cuda/zo_update.cu (same
+// element math, same bits); a call mixing CPU and CUDA tensors is E_DEVICE.
+//
 // Each kernel walks a target in blocks: z for the block is drawn by the SIMD generator
 // (fill_z, bit-identical to rng::normal_at), then the block is updated in one pass. Weights
 // of dtype f16/bf16 are read into f32 and rounded back to nearest even.
@@ -12,6 +15,10 @@
 #include "core/errors.h"
 #include "core/half.h"
 #include "core/parallel.h"
+
+#ifdef ZEROTH_WITH_CUDA
+#include "../../cuda/zo_update_cuda.h"
+#endif
 
 namespace zeroth {
 namespace {
@@ -87,6 +94,9 @@ float decayed(float w, float decay) { return decay != 0.0f ? w * (1.0f - decay) 
 
 void accumulate_z(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& buffers, uint64_t seed,
                   rng::Distribution dist, float beta, float c) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::zo_on_cuda(targets, {&buffers})) return cuda::accumulate_z(targets, buffers, seed, dist, beta, c);
+#endif
   check_targets(targets, &buffers, "accumulate_z");
   GradSource g;
   g.seed = seed;
@@ -104,6 +114,9 @@ void accumulate_z(const std::vector<PerturbTarget>& targets, const std::vector<T
 
 void momentum_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& m, const GradSource& g,
                      float beta, float lr, float decay) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::zo_on_cuda(targets, {&m, g.scratch})) return cuda::momentum_update(targets, m, g, beta, lr, decay);
+#endif
   check_targets(targets, &m, "momentum_update");
   if (g.scratch) check_targets(targets, g.scratch, "momentum_update scratch");
   for_blocks(targets, &g, [&](size_t k, int64_t first, int64_t n, const float* z) {
@@ -120,6 +133,9 @@ void momentum_update(const std::vector<PerturbTarget>& targets, const std::vecto
 
 void adam_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& m,
                  const std::vector<TensorPtr>& v, const GradSource& g, const AdamParams& p) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::zo_on_cuda(targets, {&m, &v, g.scratch})) return cuda::adam_update(targets, m, v, g, p);
+#endif
   check_targets(targets, &m, "adam_update");
   check_targets(targets, &v, "adam_update");
   if (g.scratch) check_targets(targets, g.scratch, "adam_update scratch");
@@ -143,6 +159,9 @@ void adam_update(const std::vector<PerturbTarget>& targets, const std::vector<Te
 }
 
 void sign_update(const std::vector<PerturbTarget>& targets, const GradSource& g, float lr, float decay) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::zo_on_cuda(targets, {g.scratch})) return cuda::sign_update(targets, g, lr, decay);
+#endif
   check_targets(targets, nullptr, "sign_update");
   if (g.scratch) check_targets(targets, g.scratch, "sign_update scratch");
   for_blocks(targets, &g, [&](size_t k, int64_t first, int64_t n, const float* z) {
@@ -159,6 +178,9 @@ void sign_update(const std::vector<PerturbTarget>& targets, const GradSource& g,
 
 void preconditioned_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& precond,
                            uint64_t seed, rng::Distribution dist, float step, float decay) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::zo_on_cuda(targets, {&precond})) return cuda::preconditioned_update(targets, precond, seed, dist, step, decay);
+#endif
   check_targets(targets, &precond, "preconditioned_update");
   GradSource g;
   g.seed = seed;
@@ -176,6 +198,9 @@ void preconditioned_update(const std::vector<PerturbTarget>& targets, const std:
 }
 
 void hold_floor(const std::vector<TensorPtr>& x, const std::vector<TensorPtr>& floors) {
+#ifdef ZEROTH_WITH_CUDA
+  if (cuda::tensors_on_cuda({&x, &floors})) return cuda::hold_floor(x, floors);
+#endif
   ZCHECK(x.size() == floors.size(), ZEROTH_E_INVALID_ARG, "hold_floor: one floor tensor per tensor");
   for (size_t k = 0; k < x.size(); ++k) {
     const Tensor& t = *x[k];

@@ -11,9 +11,10 @@
 // GEMM for matrices, the perturbed element read of cuda::embedding / layer_norm / rms_norm /
 // add_bias_rows for tables, norms and biases, the QZO scale perturbation of quant_matmul_on),
 // post-LN, LoRA adapters, project_in / project_out and the tied head as on the CPU. The loss
-// runs the LM head in the CPU's row chunks, takes each row's cross entropy in double on the
-// device (cuda::cross_entropy_rows) and sums the per-row means on the host in the CPU's fixed
-// order, so L(θ+εz) − L(θ−εz) is formed from numbers reduced the same way on both devices.
+// runs the LM head in chunks of rows with full-vocabulary logits (the CPU reads the vocabulary
+// in chunks with an online logsumexp to keep its host buffer small; the two agree to float
+// rounding), takes each row's cross entropy in double on the device (cuda::cross_entropy_rows)
+// and sums the per-row means on the host in the CPU's fixed order (row_means).
 //
 // Where results differ from the CPU: the f32 GEMMs and attention sum in another order
 // (gemm_cuda.h, ops_cuda.h), and GELU / SiLU are evaluated in double where the CPU uses SIMD
@@ -410,7 +411,7 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
   const std::vector<int64_t> pairs = scored_pairs(m, B, T);  // as Model::loss
   const int64_t P = static_cast<int64_t>(pairs.size());
 
-  // The LM head in the CPU's row chunks; each chunk's rows gathered, its logits, then the
+  // The LM head in chunks of rows (loss_chunk(V)); each chunk's rows gathered, its logits, then the
   // cross entropy of each row in double on the device. Only the P per-pair values come back.
   std::vector<double> nll(static_cast<size_t>(P));
   if (P > 0) {

@@ -3,6 +3,7 @@
 // its optional sparse mask.
 import { check, ZerothError } from '../errors.js';
 import { native } from '../native.js';
+import type { DeviceName } from '../device.js';
 import type { NativeHandle, Tensor } from '../tensor.js';
 
 export type Params = Record<string, Tensor>;
@@ -64,6 +65,11 @@ export class ParamSet {
       if (m.dtype !== 'u8' || m.numel !== want) {
         throw new ZerothError('E_SHAPE', `masks.${n} must be a u8 bitmask of ${want} bytes (one bit per element)`);
       }
+      const device = this.tensors[names.indexOf(n)]!.device;
+      if (m.device !== device) {
+        throw new ZerothError('E_DEVICE', `masks.${n} is on ${m.device} but the parameter is on ${device}; ` +
+          `move the mask with mask.to('${device}')`);
+      }
       return m;
     });
     this.streams = names.map(streamId);
@@ -119,8 +125,8 @@ export class ParamSet {
     check(want.size === have.size, `${what}: the parameters include tensors the trajectory did not train`);
   }
 
-  /** f32 zero buffers of each parameter's size (optimizer state). */
-  zerosLike(zeros: (shape: readonly number[]) => Tensor<'f32'>): Tensor<'f32'>[] {
-    return this.tensors.map((t) => zeros(t.shape));
+  /** f32 zero buffers of each parameter's size, on its device (optimizer state). */
+  zerosLike(zeros: (shape: readonly number[], device: DeviceName) => Tensor<'f32'>): Tensor<'f32'>[] {
+    return this.tensors.map((t) => zeros(t.shape, t.device));
   }
 }

@@ -12,7 +12,10 @@ export function isQuantScale(name: string): boolean {
   return name.endsWith('.scales');
 }
 
-/** Optimizer state that lives between steps (allocated lazily, f32, one per parameter). */
+/**
+ * Optimizer state that lives between steps (allocated lazily, f32, one per parameter, on the
+ * parameter's device: the native update rules take parameters and state on one device).
+ */
 export class UpdateState {
   momentum: Tensor<'f32'>[] | undefined;
   second: Tensor<'f32'>[] | undefined;
@@ -29,13 +32,12 @@ export class UpdateState {
       if (!isQuantScale(name)) return;
       const t = params.tensors[index]!;
       check(t.dtype === 'f32', `${name}: quantization scales must be f32 to train, got ${t.dtype}`, 'E_DTYPE');
-      const floor = ops.mul(t, fraction) as Tensor<'f32'>;
-      this.floors.push({ index, floor });
+      this.floors.push({ index, floor: scaledCopy(t as Tensor<'f32'>, fraction) });
     });
   }
 
   buffers(params: ParamSet, which: 'momentum' | 'second' | 'scratch'): Tensor<'f32'>[] {
-    this[which] ??= params.zerosLike((shape) => zeros(shape));
+    this[which] ??= params.zerosLike((shape, device) => zeros(shape, { device }));
     return this[which]!;
   }
 
@@ -51,6 +53,17 @@ export class UpdateState {
     for (const f of this.floors) f.floor.dispose();
     this.floors = [];
   }
+}
+
+/**
+ * fraction × t, on t's device. The elementwise ops are CPU-only, so a device tensor is
+ * multiplied on a host copy (the same f32 product) and the result copied back: once per run.
+ */
+function scaledCopy(t: Tensor<'f32'>, fraction: number): Tensor<'f32'> {
+  if (t.device === 'cpu') return ops.mul(t, fraction) as Tensor<'f32'>;
+  using host = t.to('cpu');
+  using floor = ops.mul(host, fraction) as Tensor<'f32'>;
+  return floor.to(t.device);
 }
 
 type GradArg = { seed: bigint; dist: string; c: number } | { scratch: unknown[] };
