@@ -101,12 +101,19 @@ __global__ void __launch_bounds__(kThreads) fill_z_kernel(float* out, uint64_t n
   }
 }
 
+// fl(s·z) of element i, times its preconditioner p[i] when there is one: perturb.cpp's
+// scaled() / scaled_one(), so a HiZOO step adds the same values on both devices.
+__device__ __forceinline__ float scaled_z(float s, float z, const float* pc, uint64_t i) {
+  const float d = rng::fmul(s, z);
+  return pc ? rng::fmul(d, __ldg(pc + i)) : d;
+}
+
 // ---- perturb (no journal) --------------------------------------------------------------------
 
 template <typename E>
-__global__ void __launch_bounds__(kThreads) perturb_kernel(typename E::Storage* t, const uint8_t* mask, uint64_t numel,
-                                                           uint64_t seed, uint64_t stream, rng::Distribution dist,
-                                                           float scale) {
+__global__ void __launch_bounds__(kThreads) perturb_kernel(typename E::Storage* t, const uint8_t* mask,
+                                                           const float* pc, uint64_t numel, uint64_t seed,
+                                                           uint64_t stream, rng::Distribution dist, float scale) {
   const uint64_t c0 = static_cast<uint64_t>(blockIdx.x) * kChunk;
   for (int k = 0; k < kGroupsPerThread; ++k) {
     const uint64_t first = c0 + 4u * (threadIdx.x + static_cast<unsigned>(k) * kThreads);
@@ -119,7 +126,8 @@ __global__ void __launch_bounds__(kThreads) perturb_kernel(typename E::Storage* 
     float z[4];
     z4(seed, stream, dist, first, z);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] = E::from_f32(rng::fadd(E::to_f32(v[j]), rng::fmul(scale, z[j])));
+    for (int j = 0; j < 4; ++j)
+      if (j < n_valid) v[j] = E::from_f32(rng::fadd(E::to_f32(v[j]), scaled_z(scale, z[j], pc, first + j)));
     store_group<E>(t, first, n_valid, allow, v);
   }
 }
@@ -164,23 +172,25 @@ __device__ void load_chunk_journal(const OldJournal& old, uint64_t chunk, ChunkJ
 }
 
 // The clean value of element `local` of the chunk: journaled, or recomputed from the
-// perturbed value p (exact: elements that would not round back were journaled).
+// perturbed value p (exact: elements that would not round back were journaled). d_old: the
+// scaled z the applied perturbation added, scaled_z(s_old, z, pc, i).
 template <typename E>
 __device__ __forceinline__ typename E::Storage clean_value(const ChunkJournal& cj, int local, typename E::Storage p,
-                                                           float s_old, float z) {
+                                                           float s_old, float d_old) {
   if ((cj.journaled[local >> 5] >> (local & 31)) & 1u) return E::from_bits(cj.original[local]);
   if (s_old == 0.0f) return p;
-  return E::from_f32(rng::fadd(E::to_f32(p), -rng::fmul(s_old, z)));
+  return E::from_f32(rng::fadd(E::to_f32(p), -d_old));
 }
 
 // ---- restore and update ----------------------------------------------------------------------
 
-// w_new = fl(fl(w * keep) - fl(step * z)) from the clean w; the product is skipped when
+// w_new = fl(fl(w * keep) - scaled_z(step, z)) from the clean w; the product is skipped when
 // !use_keep and the difference when step == 0, and with neither the clean bits are written
 // back untouched (an exact restore: -0 and NaN payloads included).
 template <typename E>
-__global__ void __launch_bounds__(kThreads) update_kernel(typename E::Storage* t, const uint8_t* mask, uint64_t numel,
-                                                          uint64_t seed, uint64_t stream, rng::Distribution dist,
+__global__ void __launch_bounds__(kThreads) update_kernel(typename E::Storage* t, const uint8_t* mask,
+                                                          const float* pc, uint64_t numel, uint64_t seed,
+                                                          uint64_t stream, rng::Distribution dist,
                                                           float s_old, OldJournal old, bool use_keep, float keep,
                                                           float step, bool stochastic, uint64_t rounding_seed) {
   __shared__ ChunkJournal cj;
@@ -205,14 +215,16 @@ __global__ void __launch_bounds__(kThreads) update_kernel(typename E::Storage* t
     if (stochastic) random = rng::philox_block(rounding_seed, stream, first >> 2);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const typename E::Storage w = clean_value<E>(cj, local0 + j, v[j], s_old, z[j]);
+      const uint64_t i = first + static_cast<uint64_t>(j);
+      const typename E::Storage w =
+          clean_value<E>(cj, local0 + j, v[j], s_old, s_old != 0.0f && j < n_valid ? scaled_z(s_old, z[j], pc, i) : 0.0f);
       if (!use_keep && step == 0.0f) {
         v[j] = w;
         continue;
       }
       float x = E::to_f32(w);
       if (use_keep) x = rng::fmul(x, keep);
-      if (step != 0.0f) x = rng::fadd(x, -rng::fmul(step, z[j]));
+      if (step != 0.0f && j < n_valid) x = rng::fadd(x, -scaled_z(step, z[j], pc, i));
       v[j] = stochastic ? E::stochastic(x, random.v[j]) : E::from_f32(x);
     }
     store_group<E>(t, first, n_valid, allow, v);
@@ -227,7 +239,8 @@ __global__ void __launch_bounds__(kThreads) update_kernel(typename E::Storage* t
 // nothing, so rerunning it later sees the same inputs.
 template <typename E>
 __global__ void __launch_bounds__(kThreads) journal_move_kernel(typename E::Storage* t, const uint8_t* mask,
-                                                                uint64_t numel, uint64_t seed, uint64_t stream,
+                                                                const float* pc, uint64_t numel, uint64_t seed,
+                                                                uint64_t stream,
                                                                 rng::Distribution dist, float s_old, float s_new,
                                                                 OldJournal old, NewJournal fresh) {
   __shared__ ChunkJournal cj;
@@ -258,8 +271,11 @@ __global__ void __launch_bounds__(kThreads) journal_move_kernel(typename E::Stor
     z4(seed, stream, dist, first, z);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const typename E::Storage w = clean_value<E>(cj, local0 + j, v[j], s_old, z[j]);
-      const float d = rng::fmul(s_new, z[j]);
+      const uint64_t i = first + static_cast<uint64_t>(j);
+      const bool real = j < n_valid;  // the preconditioner has no entry past the tensor's end
+      const typename E::Storage w =
+          clean_value<E>(cj, local0 + j, v[j], s_old, s_old != 0.0f && real ? scaled_z(s_old, z[j], pc, i) : 0.0f);
+      const float d = real ? scaled_z(s_new, z[j], pc, i) : 0.0f;
       const typename E::Storage p = E::from_f32(rng::fadd(E::to_f32(w), d));
       const typename E::Storage back = E::from_f32(rng::fadd(E::to_f32(p), -d));
       out[k][j] = p;
@@ -316,6 +332,7 @@ struct Target {  // a validated PerturbTarget
   int device;
   uint64_t stream;
   const uint8_t* mask;
+  const float* precond;  // f32 per element on the tensor's device, or null
 };
 
 std::vector<Target> validate(const std::vector<PerturbTarget>& targets) {
@@ -339,7 +356,21 @@ std::vector<Target> validate(const std::vector<PerturbTarget>& targets) {
                  std::to_string(pt.tensor->numel) + " elements needs " + std::to_string(need));
       mask = static_cast<const uint8_t*>(pt.mask->data());
     }
-    out.push_back(Target{pt.tensor.get(), dev, pt.stream, mask});
+    const float* precond = nullptr;
+    if (pt.precond) {  // perturb.cpp's validate() checks the same on the CPU
+      const std::string pwhat = what + "'s preconditioner";
+      require_dtype(*pt.precond, {ZEROTH_F32}, pwhat.c_str());
+      ZCHECK(pt.precond->device().type == ZEROTH_DEVICE_CUDA && pt.precond->device().index == dev, ZEROTH_E_DEVICE,
+             pwhat + " is on " + device_string(pt.precond->device()) + " but the tensor is on cuda:" +
+                 std::to_string(dev) + "; move it to the tensor's device");
+      ZCHECK(pt.precond->numel == pt.tensor->numel, ZEROTH_E_SHAPE,
+             pwhat + " has " + std::to_string(pt.precond->numel) + " elements; it needs one per element of the target (" +
+                 std::to_string(pt.tensor->numel) + ")");
+      ZCHECK(pt.tensor->numel == 0 || pt.precond->data() != pt.tensor->data(), ZEROTH_E_INVALID_ARG,
+             pwhat + " is the target itself; pass a separate tensor");
+      precond = pt.precond->as<float>();
+    }
+    out.push_back(Target{pt.tensor.get(), dev, pt.stream, mask, precond});
   }
   return out;
 }
@@ -360,8 +391,8 @@ struct LaunchPerturb {
   static void run(const Target& t, uint64_t seed, rng::Distribution dist, float scale) {
     cudaStream_t st = stream_for(t.device);
     perturb_kernel<E><<<static_cast<unsigned>(chunks_of(t.tensor->numel)), kThreads, 0, st>>>(
-        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, static_cast<uint64_t>(t.tensor->numel), seed,
-        t.stream, dist, scale);
+        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, t.precond, static_cast<uint64_t>(t.tensor->numel),
+        seed, t.stream, dist, scale);
     check_launch(t.device, "perturb_kernel");
   }
 };
@@ -374,8 +405,8 @@ struct LaunchUpdate {
     const bool use_keep = opts.decay != 0.0f;
     const float keep = 1.0f - opts.decay;
     update_kernel<E><<<static_cast<unsigned>(chunks_of(t.tensor->numel)), kThreads, 0, st>>>(
-        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, static_cast<uint64_t>(t.tensor->numel), seed,
-        t.stream, dist, s_old, old, use_keep, keep, opts.step_scale, opts.stochastic_rounding && t.tensor->dtype != ZEROTH_F32,
+        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, t.precond, static_cast<uint64_t>(t.tensor->numel),
+        seed, t.stream, dist, s_old, old, use_keep, keep, opts.step_scale, opts.stochastic_rounding && t.tensor->dtype != ZEROTH_F32,
         opts.rounding_seed);
     check_launch(t.device, "update_kernel");
   }
@@ -387,8 +418,8 @@ struct LaunchMove {
                   const OldJournal& old, const NewJournal& fresh) {
     cudaStream_t st = stream_for(t.device);
     journal_move_kernel<E><<<static_cast<unsigned>(chunks_of(t.tensor->numel)), kThreads, 0, st>>>(
-        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, static_cast<uint64_t>(t.tensor->numel), seed,
-        t.stream, dist, s_old, s_new, old, fresh);
+        static_cast<typename E::Storage*>(t.tensor->data()), t.mask, t.precond, static_cast<uint64_t>(t.tensor->numel),
+        seed, t.stream, dist, s_old, s_new, old, fresh);
     check_launch(t.device, "journal_move_kernel");
   }
 };

@@ -515,8 +515,7 @@ void check_range(uint64_t first, int64_t n) {
 // ---- device dispatch -------------------------------------------------------------------------
 #ifdef ZEROTH_WITH_CUDA
 // True when the targets live on CUDA devices (the CUDA twin, cuda/perturb.cu, runs them), false
-// when they live on the CPU. One call works on one kind of device: a mix is E_DEVICE, as are
-// preconditioned targets on a GPU (the CUDA kernels have no preconditioner yet).
+// when they live on the CPU. One call works on one kind of device: a mix is E_DEVICE.
 bool targets_on_cuda(const std::vector<PerturbTarget>& targets) {
   size_t on_gpu = 0, on_cpu = 0;
   for (const PerturbTarget& t : targets)
@@ -525,11 +524,6 @@ bool targets_on_cuda(const std::vector<PerturbTarget>& targets) {
   ZCHECK(on_cpu == 0, ZEROTH_E_DEVICE,
          "the perturbation targets are on different devices (" + std::to_string(on_cpu) + " on the CPU, " +
              std::to_string(on_gpu) + " on CUDA); move them all to one device first");
-  for (size_t i = 0; i < targets.size(); ++i)
-    ZCHECK(!targets[i].precond, ZEROTH_E_DEVICE,
-           "perturbation target " + std::to_string(i) +
-               " has a preconditioner, which the CUDA backend does not support yet; run preconditioned (HiZOO) "
-               "perturbations on the CPU");
   return true;
 }
 

@@ -106,13 +106,6 @@ export class HiZOO {
     const seed = opts.seed ?? 0;
     check(typeof seed === 'bigint' || Number.isSafeInteger(seed), 'seed must be a safe integer or a bigint');
     this.#params = new ParamSet(params, opts.masks);
-    // The Hessian update has a CUDA twin (cuda/zo_update.cu), but the preconditioned, journaled
-    // perturbation θ ± ε·p⊙u does not yet (cuda/perturb.cu takes no preconditioner), so a step
-    // on device parameters could not run: refuse here, before any state is allocated.
-    for (const t of this.#params.tensors) {
-      check(t.device === 'cpu', `HiZOO runs on CPU tensors (its preconditioned perturbation has no CUDA kernel yet); ` +
-        `a parameter is on ${t.device}`, 'E_DEVICE');
-    }
     this.#lr = opts.lr;
     this.#alpha = alpha;
     this.#seeds = new SeedSequence(seed);

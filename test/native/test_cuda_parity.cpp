@@ -22,6 +22,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/backend.h"
@@ -335,17 +336,25 @@ void test_journal_growth() {
 
 // The same calls on the CPU backend (native/cpu/perturb.cpp, the reference) and on CUDA give
 // the same bits, stochastic rounding of f16/bf16 included.
+// The same calls on both devices leave the same bits, with and without a preconditioner (HiZOO's
+// per-element multiplier of the scaled z: fl(fl(s·z)·p) on both).
 void test_cpu_parity() {
   const int64_t n = 70001;
   const uint64_t seed = 77, stream = rng::stream_id("wte.weight", 10);
+  std::vector<float> pvals(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pvals[static_cast<size_t>(i)] = 0.5f + static_cast<float>((i * 7919) % 1000) / 666.0f;
+  TensorPtr pc_cpu = tensor_from_host(ZEROTH_F32, Shape{n}, kCpu, pvals.data(), pvals.size() * sizeof(float));
+  TensorPtr pc_gpu = tensor_copy(*pc_cpu, ZEROTH_F32, kGpu);
+  for (int pre = 0; pre < 2; ++pre)
   for (const Kind& k : kKinds)
     for (int d = 0; d < 2; ++d) {
       const rng::Distribution dist = d ? rng::Distribution::Rademacher : rng::Distribution::Normal;
-      const std::string tag = std::string(k.name) + (d ? " rademacher" : " normal");
+      const std::string tag = std::string(k.name) + (d ? " rademacher" : " normal") + (pre ? " preconditioned" : "");
       const std::vector<uint32_t> w = make_weights(k.dtype, n, 3, 0.05f);
       TensorPtr g = upload(k.dtype, w);
       TensorPtr c = tensor_copy(*g, k.dtype, kCpu);
-      std::vector<PerturbTarget> gt{PerturbTarget{g, stream, nullptr}}, ct{PerturbTarget{c, stream, nullptr}};
+      std::vector<PerturbTarget> gt{PerturbTarget{g, stream, nullptr, pre ? pc_gpu : nullptr}},
+          ct{PerturbTarget{c, stream, nullptr, pre ? pc_cpu : nullptr}};
       PerturbJournal gj, cj;
       for (float s : {1e-3f, -1e-3f, 0.25f}) {
         cuda::perturb_to(gt, gj, seed, s, dist);
@@ -388,6 +397,22 @@ void test_contract_errors() {
     check(false, "a CPU tensor must be refused by the CUDA kernels");
   } catch (const Error& e) {
     check(e.code() == ZEROTH_E_DEVICE, std::string("cpu tensor to cuda::perturb: ") + e.what());
+  }
+  // A preconditioner on another device, of the wrong size, or the target itself.
+  TensorPtr gpu = tensor_zeros(ZEROTH_F32, Shape{4}, kGpu);
+  TensorPtr short_pc = tensor_zeros(ZEROTH_F32, Shape{3}, kGpu);
+  const std::pair<PerturbTarget, zeroth_status> bad[] = {
+      {PerturbTarget{gpu, 1, nullptr, cpu}, ZEROTH_E_DEVICE},
+      {PerturbTarget{gpu, 1, nullptr, short_pc}, ZEROTH_E_SHAPE},
+      {PerturbTarget{gpu, 1, nullptr, gpu}, ZEROTH_E_INVALID_ARG},
+  };
+  for (const auto& [target, code] : bad) {
+    try {
+      cuda::perturb({target}, 1, 1.0f, rng::Distribution::Normal);
+      check(false, "a bad preconditioner must be refused");
+    } catch (const Error& e) {
+      check(e.code() == code, std::string("bad preconditioner: ") + e.what());
+    }
   }
   cuda::release_journal(journal);
 }
