@@ -517,17 +517,13 @@ export class Model {
    * ("+:^<name>$" / "-:^<name>$", as GPTQModel writes them). LoRA adapters over quantized
    * layers cannot be merged into integer codes, so they go to adapter_model.safetensors +
    * adapter_config.json (PEFT layout). A model on a GPU is written from host copies of its
-   * weights (LoRA merged on the host, the same f32 arithmetic); a quantized model on a GPU is
-   * E_UNSUPPORTED (the GPTQ packing is CPU code).
+   * weights (LoRA merged on the host, the same f32 arithmetic; quantized layers packed as GPTQ
+   * from host copies).
    */
   async save(dir: string): Promise<void> {
     check(typeof dir === 'string' && dir.length > 0, 'save: dir must be a directory path');
     const quantized = this.quantizedNames();
-    const device = this.device;
     // Check what can be written before touching the directory.
-    check(device === 'cpu' || quantized.length === 0,
-      `save: writing a GPTQ checkpoint of a quantized model on ${device} is not supported yet (the GPTQ packing is CPU code); ` +
-      'train it with --device cpu, or load it without a device to save', 'E_UNSUPPORTED');
     const gptq = quantized.length > 0 ? (native.modelGptqCheckpoint(this.handle) as GptqCheckpoint) : undefined;
     await mkdir(dir, { recursive: true }).catch((e: Error) => {
       throw new ZerothError('E_IO', `save: cannot create ${dir}: ${e.message}`);

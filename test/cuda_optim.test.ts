@@ -13,7 +13,8 @@
 // its L2 norm (+ 1e-6): the update rules are bit-exact twins (test_cuda_zo_update.cpp), so the
 // only source of difference is the projected gradient, formed from losses ~1e-5 apart.
 // Also: the optimizer state lives on the device; model.save() of a LoRA device model merges on
-// host copies and writes the CPU model's weights (within the same 5% of the LoRA delta);
+// host copies and writes the CPU model's weights (within the same 5% of the LoRA delta), and of
+// a QZO-trained int4 device model writes a GPTQ checkpoint whose loss is the CPU one's (1e-3);
 // hessianDiagUpdate (HiZOO's H) on device tensors gives the CPU's bits; 3 HiZOO steps on the
 // biases agree on both devices like the optimizers above.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -140,6 +141,38 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA: 3 steps of each stateful
       }
     });
   }
+
+  it('save() of a QZO-trained int4 device model writes the GPTQ checkpoint the CPU model writes', async () => {
+    const batch: Batch = await fixtureBatch(DIR);
+    const losses: number[] = [];
+    try {
+      for (const device of ['cpu', 'cuda'] as const) {
+        const m = await zeroth.loadModel(DIR, { device });
+        try {
+          await m.quantize({ bits: 4, groupSize: 32 });
+          const p = m.trainable({ mode: 'scales' });
+          for (const t of Object.values(p)) t.dispose();
+          const opt = new zeroth.optim.ZOSGD(m, { ...base, lr: 1e-2 });
+          for (let s = 0; s < 3; s++) await opt.step(batch);
+          opt.dispose();
+          await m.save(join(scratch, `qzo-${device}`));
+        } finally {
+          m.dispose();
+        }
+        // Both checkpoints load on the CPU; f16 scales and the ~1e-5 loss differences of the
+        // two devices' probes leave the losses within 1e-3.
+        using saved = await zeroth.loadModel(join(scratch, `qzo-${device}`));
+        expect(saved.quantizedNames().length).toBeGreaterThan(0);
+        using rows = await saved.loss(batch.inputIds, { attentionMask: batch.attentionMask });
+        const v = rows.toTypedArray() as Float64Array;
+        losses.push(v.reduce((a, x) => a + x, 0) / v.length);
+      }
+      expect(Math.abs(losses[1]! - losses[0]!)).toBeLessThanOrEqual(1e-3);
+    } finally {
+      batch.inputIds.dispose();
+      batch.attentionMask.dispose();
+    }
+  });
 
   it('save() of a LoRA device model merges on host copies and matches the CPU model', async () => {
     const batch: Batch = await fixtureBatch(DIR);

@@ -35,6 +35,7 @@
 #include "core/errors.h"
 #include "model/transformer_cuda.h"
 #include "model/transformer_internal.h"
+#include "model/transformer_quant.h"
 
 #ifdef ZEROTH_WITH_CUDA
 #include "../../cuda/gemm_cuda.h"
@@ -122,18 +123,6 @@ TensorPtr upload_quantized(const Tensor& q, int device) {
   return t;
 }
 
-// A host copy of a device weight (a quantized one with host copies of its quant info).
-TensorPtr download(const Tensor& t) {
-  TensorPtr out = tensor_copy(t, t.dtype, kCpu);
-  if (t.quant) {
-    auto info = std::make_shared<QuantInfo>(*t.quant);
-    for (TensorPtr* p : {&info->scales, &info->zeros, &info->perm})
-      if (*p) *p = tensor_copy(**p, (*p)->dtype, kCpu);
-    out->quant = std::move(info);
-  }
-  return out;
-}
-
 // CPU: linear() in transformer_forward.cpp. y[M, N] = x[M, K] · Wᵀ (+ bias), W stored [N, K]
 // (Linear) or [K, N] (Conv1D, in_out), read through its perturbation; quantized weights through
 // the fused de-quantizing product with the QZO scale perturbation; LoRA as y += s·(x·Aᵀ)·Bᵀ.
@@ -207,7 +196,7 @@ std::shared_ptr<Model> Model::quantized_cuda(const std::vector<std::pair<std::st
   for (const auto& entry : plan) {
     auto it = index_.find(entry.first);
     if (it != index_.end())
-      host->weights_[static_cast<size_t>(it->second)].tensor = download(*weights_[static_cast<size_t>(it->second)].tensor);
+      host->weights_[static_cast<size_t>(it->second)].tensor = host_copy(*weights_[static_cast<size_t>(it->second)].tensor);
   }
   std::shared_ptr<Model> q = host->quantized(plan);
   auto m = std::shared_ptr<Model>(new Model(*this));

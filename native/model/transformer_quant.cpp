@@ -37,6 +37,17 @@ std::string weight_stem(const std::string& name) {
   return ends_with(name, ".weight") ? name.substr(0, name.size() - 7) : name;
 }
 
+TensorPtr host_copy(const Tensor& t) {
+  TensorPtr out = tensor_copy(t, t.dtype, zeroth_device{ZEROTH_DEVICE_CPU, 0});
+  if (t.quant) {
+    auto info = std::make_shared<QuantInfo>(*t.quant);
+    for (TensorPtr* p : {&info->scales, &info->zeros, &info->perm})
+      if (*p) *p = tensor_copy(**p, (*p)->dtype, zeroth_device{ZEROTH_DEVICE_CPU, 0});
+    out->quant = std::move(info);
+  }
+  return out;
+}
+
 TensorPtr quantized_with_f32_scales(const Tensor& q) {
   ZCHECK(q.quant && q.quant->scales, ZEROTH_E_INVALID_ARG, "a quantized weight carries no scales");
   std::vector<float> check_storage;

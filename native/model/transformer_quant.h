@@ -14,6 +14,10 @@ namespace zeroth::model {
 // f32, widened exactly from f16 otherwise. The permutation, if any, is kept.
 TensorPtr quantized_with_f32_scales(const Tensor& q);
 
+// A host copy of a weight, a quantized one with host copies of its scales, zeros and
+// permutation (a device model's weights, for the CPU code that quantizes or writes them).
+TensorPtr host_copy(const Tensor& t);
+
 // The checkpoint's tensors with every GPTQ layer (<stem>.qweight, .qzeros, .scales, optional
 // .g_idx) replaced by one zeroth int4 / int8 tensor named <stem>.weight ([out, in]), each in its
 // format under format.dynamic (gptq_layer_format(format, stem)); other tensors pass through.

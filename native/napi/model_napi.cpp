@@ -332,11 +332,17 @@ Napi::Value GptqCheckpoint(const Napi::CallbackInfo& info) {
   model::GptqFormat format;
   guarded(env, [&] {
     const std::vector<std::string> linear = m->linear_names();
-    std::vector<const model::Weight*> quantized;
+    // The quantized layers, a device model's as host copies (the GPTQ packing is CPU code).
+    std::vector<model::Weight> host;
     std::vector<std::string> float_linear;
     for (const auto& w : m->weights()) {
-      if (w.tensor->quant) quantized.push_back(&w);
+      if (w.tensor->quant) host.push_back(w);
       else if (std::find(linear.begin(), linear.end(), w.name) != linear.end()) float_linear.push_back(w.name);
+    }
+    std::vector<const model::Weight*> quantized;
+    for (model::Weight& w : host) {
+      if (!w.tensor->on_cpu()) w.tensor = model::host_copy(*w.tensor);
+      quantized.push_back(&w);
     }
     format = model::gptq_checkpoint_format(quantized, float_linear);
     for (const model::Weight* w : quantized) {

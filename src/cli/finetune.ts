@@ -116,12 +116,6 @@ function runConfig(flags: Flags): RunConfig {
   if (typeof flags.data === 'string') cfg.data = resolve(flags.data);
   if (typeof flags.eval === 'string') cfg.eval = resolve(flags.eval);
   if (typeof flags['task-config'] === 'string') cfg['task-config'] = resolve(flags['task-config']);
-  if (cfg.device !== 'cpu' && cfg.trainable === 'scales') {
-    // Training the scales runs on the GPU, but the run ends with model.save(), and writing a
-    // GPTQ checkpoint packs the quantized layers with CPU code: refuse before any work.
-    throw new ZerothError('E_UNSUPPORTED', `--device ${cfg.device} cannot run --trainable scales yet: saving the quantized ` +
-      'model as a GPTQ checkpoint is CPU-only; run QZO with --device cpu');
-  }
   if (cfg.objective === 'accuracy' && cfg.task === 'lm') {
     throw new ZerothError('E_INVALID_ARG', '--objective accuracy needs a task with an accuracy: --task classify or --task choice');
   }
@@ -205,11 +199,6 @@ export async function run(argv: string[]): Promise<void> {
   // --device cuda: loadModel uploads the weights (or answers one E_DEVICE line saying what is missing).
   const model = await loadModel(cfg.model, { device: cfg.device });
   try {
-    // The run ends with model.save(); a quantized model on a GPU cannot be written as GPTQ yet.
-    if (cfg.device !== 'cpu' && model.quantizedNames().length > 0) {
-      throw new ZerothError('E_UNSUPPORTED', `--device ${cfg.device}: ${cfg.model} is quantized, and saving a quantized model ` +
-        'as a GPTQ checkpoint is CPU-only; fine-tune it with --device cpu');
-    }
     const tok = await loadTokenizer(cfg.model);
     const choice = await resolveData({ task: cfg.task, data: cfg.data, eval: cfg.eval, taskConfig: cfg['task-config'] });
     const data = await loadData(choice, tok, { maxLength: cfg['max-length'], objective: cfg.objective, seed: cfg.seed, needTrain: true });
