@@ -37,8 +37,9 @@ namespace {
 constexpr int64_t kDiagChunk = 1 << 16;  // fixed work unit: results do not depend on threads
 constexpr int64_t kDiagBlock = 2048;     // z drawn per block into an L1 buffer
 
-void check_diag_args(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h,
-                     rng::Distribution dist, const DiagHessianUpdate& u) {
+// The options and counts, checked before the device dispatch (both backends rely on them).
+void check_diag_options(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h,
+                        rng::Distribution dist, const DiagHessianUpdate& u) {
   ZCHECK(dist == rng::Distribution::Normal, ZEROTH_E_INVALID_ARG,
          "the diagonal Hessian estimate needs normal z: with Rademacher z every z² − 1 is 0");
   ZCHECK(std::isfinite(u.coeff), ZEROTH_E_INVALID_ARG, "the curvature coefficient must be finite");
@@ -48,6 +49,10 @@ void check_diag_args(const std::vector<PerturbTarget>& targets, const std::vecto
   ZCHECK(h.size() == targets.size(), ZEROTH_E_INVALID_ARG,
          "hessianDiagUpdate: pass one Hessian tensor per target (" + std::to_string(targets.size()) + "), got " +
              std::to_string(h.size()));
+}
+
+// The CPU tensors of each target.
+void check_diag_tensors(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h) {
   for (size_t k = 0; k < targets.size(); ++k) {
     const std::string what = "target " + std::to_string(k);
     const PerturbTarget& t = targets[k];
@@ -75,11 +80,12 @@ void check_diag_args(const std::vector<PerturbTarget>& targets, const std::vecto
 
 void hessian_diag_update(const std::vector<PerturbTarget>& targets, const std::vector<TensorPtr>& h, uint64_t seed,
                          rng::Distribution dist, const DiagHessianUpdate& u) {
+  check_diag_options(targets, h, dist, u);
 #ifdef ZEROTH_WITH_CUDA
   // Hessian and preconditioner on the parameters' GPU: the twin in cuda/zo_update.cu (same bits).
   if (cuda::zo_on_cuda(targets, {&h})) return cuda::hessian_diag_update(targets, h, seed, dist, u);
 #endif
-  check_diag_args(targets, h, dist, u);
+  check_diag_tensors(targets, h);
   std::vector<int64_t> first(targets.size() + 1, 0);
   for (size_t t = 0; t < targets.size(); ++t)
     first[t + 1] = first[t] + (targets[t].tensor->numel + kDiagChunk - 1) / kDiagChunk;
