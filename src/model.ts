@@ -29,6 +29,9 @@ import { Tensor, tensor, zeros, type NativeHandle } from './tensor.js';
 
 export type { ModelConfig, ModelFamily, ActivationName } from './models/config.js';
 
+/** loraSpec().seed of adapters read from a PEFT folder (not drawn from a seed). */
+export const LOADED_ADAPTERS = 'loaded';
+
 export interface LoadModelOptions {
   /** Compute dtype. Only 'f32' today: f16/bf16 checkpoints are widened to f32 at load. */
   dtype?: 'f32';
@@ -332,6 +335,15 @@ export class Model {
 
   /** Adds LoRA adapters (once per model) and returns their names. */
   private addLora(spec: Extract<TrainableSpec, { mode: 'lora' }>): string[] {
+    const loaded = this.#loraSpec;
+    if (loaded?.seed === LOADED_ADAPTERS) {
+      // Adapters read from a PEFT folder: train them as they are.
+      check((spec.rank === undefined || spec.rank === loaded.rank) && (spec.alpha === undefined || spec.alpha === loaded.alpha) &&
+        spec.seed === undefined && spec.targets === undefined,
+      `trainable: this model's LoRA adapters were loaded from adapter_model.safetensors (rank ${loaded.rank}, alpha ${loaded.alpha}); ` +
+        "call trainable({mode: 'lora'}) to train them, or load the model without its adapters for new ones");
+      return [...this.#lora.values()].flatMap((l) => [l.a, l.b]);
+    }
     const rank = spec.rank ?? 8;
     const alpha = spec.alpha ?? 2 * rank;
     check(Number.isInteger(rank) && rank >= 1 && rank <= 4096, 'trainable: LoRA rank must be an integer from 1 to 4096');
@@ -579,6 +591,74 @@ export class Model {
     await writeJson(join(dir, 'config.json'), config);
   }
 
+  /**
+   * @internal Attaches the LoRA adapters of a PEFT folder (adapter_config.json +
+   * adapter_model.safetensors, as save() writes them over a quantized base and PEFT's
+   * save_pretrained writes them): tensors `base_model.model.<module>.lora_A.weight` [r, in] and
+   * `.lora_B.weight` [out, r], read with scale lora_alpha / r. loadModel calls it when the folder
+   * has an adapter_config.json.
+   */
+  async loadPeftAdapters(dir: string): Promise<void> {
+    const cfgPath = join(dir, 'adapter_config.json');
+    let cfg: Record<string, unknown>;
+    try {
+      cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new ZerothError('E_FORMAT', `loadModel: ${cfgPath} is not a readable JSON file: ${(e as Error).message}`);
+    }
+    check(typeof cfg === 'object' && cfg !== null, `loadModel: ${cfgPath} must hold a JSON object`, 'E_FORMAT');
+    const unsupported = (why: string): never => {
+      throw new ZerothError('E_UNSUPPORTED', `loadModel: ${cfgPath}: ${why}; zeroth reads plain LoRA adapters`);
+    };
+    if (cfg.peft_type !== 'LORA') unsupported(`peft_type ${JSON.stringify(cfg.peft_type)}`);
+    if (cfg.use_dora === true) unsupported('use_dora is true');
+    if (cfg.use_rslora === true) unsupported('use_rslora is true');
+    for (const k of ['rank_pattern', 'alpha_pattern'] as const) {
+      const v = cfg[k];
+      if (v !== undefined && v !== null && Object.keys(v as object).length > 0) unsupported(`${k} sets per-module values`);
+    }
+    const rank = cfg.r, alpha = cfg.lora_alpha;
+    check(typeof rank === 'number' && Number.isInteger(rank) && rank >= 1, `loadModel: ${cfgPath}: r must be a positive integer`, 'E_FORMAT');
+    check(typeof alpha === 'number' && Number.isFinite(alpha) && alpha > 0, `loadModel: ${cfgPath}: lora_alpha must be a positive number`, 'E_FORMAT');
+    const file = await readSafetensors(join(dir, 'adapter_model.safetensors'));
+    const bases: Record<string, Tensor> = { ...this.parameters(), ...this.quantizedWeights() };
+    const quantized = new Set(this.quantizedNames());
+    try {
+      const stems = new Set<string>();
+      for (const n of file.names) {
+        const m = /^base_model\.model\.(.+)\.lora_[AB]\.weight$/.exec(n);
+        check(m !== null, `loadModel: adapter_model.safetensors holds '${n}', not a LoRA tensor (base_model.model.<module>.lora_A/B.weight)`, 'E_FORMAT');
+        stems.add(m![1]!);
+      }
+      check(stems.size > 0, 'loadModel: adapter_model.safetensors holds no LoRA tensors', 'E_FORMAT');
+      for (const stem of stems) {
+        const name = `${stem}.weight`;
+        check(name in bases && !name.includes('.lora_'), `loadModel: the adapters target '${name}', which this model does not have`, 'E_FORMAT');
+        const read = async (part: 'A' | 'B'): Promise<Tensor> => {
+          const key = `base_model.model.${stem}.lora_${part}.weight`;
+          check(file.names.includes(key), `loadModel: adapter_model.safetensors lacks '${key}'`, 'E_FORMAT');
+          const host = new Tensor(await file.load(key, { dtype: 'f32' }));
+          if (this.device === 'cpu') return host;
+          try {
+            return host.to(this.device);
+          } finally {
+            host.dispose();
+          }
+        };
+        using a = await read('A');
+        using b = await read('B');
+        check(a.shape[0] === rank, `loadModel: ${stem}.lora_A has rank ${a.shape[0]}, adapter_config.json says r = ${rank}`, 'E_SHAPE');
+        native.modelAddLora(this.handle, name, a.handle, b.handle, alpha / rank); // shapes checked there (E_SHAPE)
+        const inOut = this.config.family === 'gpt2' && !quantized.has(name);
+        this.#lora.set(name, { rank, alpha, inOut, a: `${stem}.lora_A.weight`, b: `${stem}.lora_B.weight` });
+      }
+      this.#loraSpec = { rank, alpha, seed: LOADED_ADAPTERS, targets: [...stems].map((s) => `${s}.weight`) };
+    } finally {
+      file.close();
+      for (const t of Object.values(bases)) t.dispose();
+    }
+  }
+
   /** adapter_config.json of the LoRA adapters (PEFT's LoraConfig fields). */
   private peftConfig(): Record<string, unknown> {
     const spec = this.#loraSpec!;
@@ -718,7 +798,17 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     // Every tensor goes to the native side, which refuses weights that are not F32/F16/BF16
     // (E_DTYPE naming them) unless they are GPTQ layers, and ignores known non-parameter buffers.
     for (const name of reader.names) weights[name] = new Tensor(await reader.load(name));
-    return await modelFromWeights(raw, weights, { device: deviceName(device) });
+    const model = await modelFromWeights(raw, weights, { device: deviceName(device) });
+    // LoRA adapters beside the base (save() over a quantized base, or PEFT's save_pretrained).
+    if (await stat(join(dir, 'adapter_config.json')).then(() => true, () => false)) {
+      try {
+        await model.loadPeftAdapters(dir);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+    }
+    return model;
   } finally {
     reader.close();
     // The model holds its own references (and f32 copies of f16/bf16 weights).

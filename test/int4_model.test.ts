@@ -247,8 +247,54 @@ describe('QZO and LoRA on an int4 model', () => {
       expect(codesOf(model)).toEqual(codes);
       const p1 = model.parameters();
       scaleNames.forEach((n, i) => expect(p1[n]!.toTypedArray()).toEqual(scalesBefore[i]));
-      for (const t of Object.values(p1)) t.dispose();
       opt.dispose();
+
+      // save(): the GPTQ base plus the adapters in PEFT's layout, which loadModel reads back.
+      const dir = join(scratch, 'lora-int4');
+      await model.save(dir);
+      const peft = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+      expect(peft).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, target_modules: ['c_attn'] });
+      const adapterNames = Object.keys(p1).filter((n) => n.includes('.lora_'));
+      expect(adapterNames.length).toBeGreaterThan(0);
+      const file = await zeroth.readSafetensors(join(dir, 'adapter_model.safetensors'));
+      expect([...file.names].sort()).toEqual(adapterNames.map((n) => `base_model.model.${n}`).sort());
+      file.close();
+      const base = await zeroth.readSafetensors(join(dir, 'model.safetensors'));
+      expect(base.names.some((n) => n.includes('lora_'))).toBe(false);
+      base.close();
+      const loaded = await loadModel(dir);
+      try {
+        expect(loaded.loraSpec()).toMatchObject({ rank: 4, alpha: 8 });
+        expect(codesOf(loaded)).toEqual(codes);
+        const p2 = loaded.parameters();
+        for (const n of adapterNames) expect(p2[n]!.toTypedArray(), n).toEqual(p1[n]!.toTypedArray());
+        for (const t of Object.values(p2)) t.dispose();
+        // The same model up to the f16 rounding of the scales GPTQ stores.
+        expect(Math.abs((await evaluate(loaded, task, heldOut)).loss - (await evaluate(model, task, heldOut)).loss)).toBeLessThan(2e-3);
+        // The loaded adapters train as they are; new settings are refused.
+        const again = loaded.trainable({ mode: 'lora' });
+        expect(Object.keys(again).sort()).toEqual([...adapterNames].sort());
+        for (const t of Object.values(again)) t.dispose();
+        expect(() => loaded.trainable({ mode: 'lora', rank: 8 })).toThrow(/loaded from adapter_model/);
+      } finally {
+        loaded.dispose();
+      }
+      for (const t of Object.values(p1)) t.dispose();
+
+      // Adapter folders zeroth cannot read: one clear error each, nothing loaded.
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...peft, use_dora: true }));
+      await expectCode(loadModel(dir), 'E_UNSUPPORTED');
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...peft, r: 0 }));
+      await expectCode(loadModel(dir), 'E_FORMAT');
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(peft));
+      const ad = await zeroth.readSafetensors(join(dir, 'adapter_model.safetensors'));
+      const tensors: Record<string, zeroth.Tensor> = {};
+      for (const n of ad.names) tensors[n.replace('base_model.model.', 'base_model.model.nowhere.')] = new zeroth.Tensor(await ad.load(n));
+      ad.close();
+      await zeroth.writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
+      for (const t of Object.values(tensors)) t.dispose();
+      await expectCode(loadModel(dir), 'E_FORMAT');
     } finally {
       model.dispose();
     }

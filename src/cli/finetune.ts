@@ -203,9 +203,10 @@ export async function run(argv: string[]): Promise<void> {
     const choice = await resolveData({ task: cfg.task, data: cfg.data, eval: cfg.eval, taskConfig: cfg['task-config'] });
     const data = await loadData(choice, tok, { maxLength: cfg['max-length'], objective: cfg.objective, seed: cfg.seed, needTrain: true });
     const task = data.task;
-    // LoRA adapters start from the run's seed, so --resume and replay rebuild the same ones.
+    // LoRA adapters start from the run's seed, so --resume and replay rebuild the same ones;
+    // adapters the model folder already holds (adapter_model.safetensors) train as they are.
     const params = cfg.trainable === 'bias' ? model.trainable({ mode: 'bias' })
-      : cfg.trainable === 'lora' ? model.trainable({ mode: 'lora', rank: 8, alpha: 16, seed: cfg.seed })
+      : cfg.trainable === 'lora' ? model.trainable(model.loraSpec() ? { mode: 'lora' } : { mode: 'lora', rank: 8, alpha: 16, seed: cfg.seed })
         : cfg.trainable === 'scales' ? model.trainable({ mode: 'scales' })
           : model.trainable({ mode: 'full' });
     let trained = 0;

@@ -1,7 +1,7 @@
 // replay.ts — rebuilds fine-tuned weights from base weights and a trajectory, without running
 // a single forward pass: the same native update calls, in the same order, on the same bits.
-import { ZerothError } from '../errors.js';
-import { Model } from '../model.js';
+import { check, ZerothError } from '../errors.js';
+import { LOADED_ADAPTERS, Model } from '../model.js';
 import type { Tensor } from '../tensor.js';
 import { ParamSet, type Masks, type Params } from './params.js';
 import { decodeTrajectory, type Trajectory } from './trajectory.js';
@@ -27,6 +27,8 @@ export async function replay(params: Params | Model, trajectory: Uint8Array | Tr
     // A LoRA run: rebuild its adapters (deterministic from the recorded seed) if the base lacks them.
     if (t.header.lora && !params.loraSpec()) {
       const { rank, alpha, seed, targets } = t.header.lora;
+      check(seed !== LOADED_ADAPTERS, 'replay: this trajectory trained LoRA adapters read from a PEFT folder ' +
+        '(adapter_model.safetensors), which no seed rebuilds; load the model from that folder, adapters included, then replay');
       for (const v of Object.values(params.trainable({ mode: 'lora', rank, alpha, seed: BigInt(seed), targets }))) v.dispose();
     }
     const wanted = new Set(t.header.params.map((p) => p.name));
