@@ -58,6 +58,8 @@ struct DeviceState {
   std::map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
   std::unordered_map<void*, size_t> live;            // block -> size class
   size_t cached_bytes = 0;
+  size_t live_bytes = 0;  // sum of the size classes in `live`
+  size_t peak_bytes = 0;  // the most live_bytes has been since the last reset (cuda_memory_stats)
   // Pinned staging: two buffers so the host memcpy of one chunk overlaps the DMA of the other.
   std::mutex staging_mu;
   void* staging[2] = {nullptr, nullptr};
@@ -170,6 +172,8 @@ void* cuda_alloc(int device, size_t bytes) {
     p = malloc_block(s, cls, bytes);
   }
   s.live.emplace(p, cls);
+  s.live_bytes += cls;
+  if (s.live_bytes > s.peak_bytes) s.peak_bytes = s.live_bytes;
   return p;
 }
 
@@ -181,6 +185,7 @@ void cuda_free(int device, void* p) {
   if (it == s.live.end()) return;  // not ours: never hand foreign memory out again
   s.free_blocks[it->second].push_back(p);
   s.cached_bytes += it->second;
+  s.live_bytes -= it->second;
   s.live.erase(it);
 }
 
@@ -327,6 +332,14 @@ DeviceInfo cuda_device_info(int index) {
   cudaDeviceProp prop;
   cuda::check(cudaGetDeviceProperties(&prop, index), index, "reading the device properties");
   return DeviceInfo{zeroth_device{ZEROTH_DEVICE_CUDA, index}, prop.name, static_cast<uint64_t>(prop.totalGlobalMem)};
+}
+
+DeviceMemoryStats cuda_memory_stats(int index, bool reset_peak) {
+  cuda::DeviceState& s = cuda::state(index);
+  std::lock_guard<std::mutex> lock(s.mu);
+  const DeviceMemoryStats out{s.live_bytes, s.cached_bytes, s.peak_bytes};
+  if (reset_peak) s.peak_bytes = s.live_bytes;
+  return out;
 }
 
 }  // namespace zeroth

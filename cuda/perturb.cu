@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common.cuh"
@@ -338,12 +339,15 @@ struct Target {  // a validated PerturbTarget
 std::vector<Target> validate(const std::vector<PerturbTarget>& targets) {
   std::vector<Target> out;
   out.reserve(targets.size());
+  std::unordered_set<const void*> seen;  // perturb.cpp's validate(): each tensor once
   for (size_t i = 0; i < targets.size(); ++i) {
     const PerturbTarget& pt = targets[i];
     const std::string what = "perturbation target " + std::to_string(i);
     ZCHECK(pt.tensor != nullptr, ZEROTH_E_INVALID_ARG, what + " has no tensor");
     require_dtype(*pt.tensor, {ZEROTH_F32, ZEROTH_F16, ZEROTH_BF16}, what.c_str());
     const int dev = cuda_index_of(*pt.tensor, what.c_str());
+    ZCHECK(pt.tensor->numel == 0 || seen.insert(pt.tensor->data()).second, ZEROTH_E_INVALID_ARG,
+           what + " shares its storage with an earlier target; pass each tensor once");
     const uint8_t* mask = nullptr;
     if (pt.mask) {
       require_dtype(*pt.mask, {ZEROTH_U8}, (what + "'s mask").c_str());
@@ -512,6 +516,12 @@ void check_layout(const PerturbJournal& j, const std::vector<Target>& ts) {
   ZCHECK(same, ZEROTH_E_INVALID_ARG,
          "the parameters changed while they are perturbed; restore them (restore_and_update) before changing the "
          "parameter list");
+  // perturb.cpp's check_same_layout: restoring with another preconditioner would restore wrong values.
+  for (size_t i = 0; i < ts.size(); ++i)
+    ZCHECK(i < j.preconds.size() && j.preconds[i] == static_cast<const void*>(ts[i].precond), ZEROTH_E_INVALID_ARG,
+           "target " + std::to_string(i) +
+               " was perturbed with a different preconditioner (or none); pass the same precond tensors until "
+               "restoreAndUpdate has restored them");
 }
 
 }  // namespace
@@ -534,6 +544,7 @@ void fill_z(const Tensor& out, uint64_t seed, uint64_t stream, rng::Distribution
 void perturb(const std::vector<PerturbTarget>& targets, uint64_t seed, float scale, rng::Distribution dist) {
   const std::vector<Target> ts = validate(targets);
   ZCHECK(std::isfinite(scale), ZEROTH_E_INVALID_ARG, "the perturbation scale must be a finite number");
+  if (scale == 0.0f) return;  // as on the CPU: no write (a -0 or a NaN payload keeps its bits)
   for (const Target& t : ts)
     if (t.tensor->numel > 0) dispatch<LaunchPerturb>(t.tensor->dtype, t, seed, dist, scale);
 }
@@ -620,9 +631,11 @@ void perturb_to(const std::vector<PerturbTarget>& targets, PerturbJournal& journ
   if (!perturbed) {
     journal.numels.clear();
     journal.streams.clear();
+    journal.preconds.clear();
     for (const Target& t : ts) {
       journal.numels.push_back(t.tensor->numel);
       journal.streams.push_back(t.stream);
+      journal.preconds.push_back(t.precond);  // what perturb.cpp records: the tensor's data pointer
     }
   }
   journal.entries.clear();  // the CUDA journal lives on the device

@@ -5,7 +5,7 @@ export type { DType, FloatDType, TypedArrayFor, TensorData } from './dtype.js';
 export { devices, buildInfo, setNumThreads } from './device.js';
 export type { DeviceName, DeviceInfo, BuildInfo } from './device.js';
 export { Tensor, tensor, zeros, ones, full, arange, memoryStats, trimMemory } from './tensor.js';
-export type { TensorOptions, CreateOptions, NestedNumbers } from './tensor.js';
+export type { TensorOptions, CreateOptions, NestedNumbers, DeviceMemoryStats } from './tensor.js';
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } from './tokenizer.js';
 export * as ops from './ops.js';

@@ -268,13 +268,40 @@ export function arange<D extends DType = 'f32'>(start: number, end?: number, ste
   return tensor(values, { dtype: (opts.dtype ?? 'f32') as D, device: opts.device });
 }
 
+/** What memoryStats({device}) reports of one CUDA device's caching allocator, in bytes. */
+export interface DeviceMemoryStats {
+  device: DeviceName;
+  /** In live blocks now, counted in the allocator's size classes (rounding included). */
+  allocatedBytes: number;
+  /** In freed blocks the allocator keeps for reuse (not given back to the driver). */
+  cachedBytes: number;
+  /** The most allocatedBytes has been since the device's first use or the last resetPeak. */
+  peakAllocatedBytes: number;
+}
+
 /**
  * Bytes and number of tensors currently allocated by zeroth in this process, and the bytes of
  * freed CPU blocks the allocator keeps mapped for reuse (at most 1 GiB: repeated steps then
  * fault in no new pages).
+ *
+ * With `{device: 'cuda:N'}`: that GPU's allocator counters instead, with the peak (as
+ * torch.cuda.max_memory_allocated); `resetPeak: true` restarts the peak from what is allocated
+ * now, after reading it. E_DEVICE without a CUDA build or device; E_INVALID_ARG for 'cpu'.
  */
-export function memoryStats(): { liveTensors: number; liveBytes: number; cachedBytes: number } {
-  return native.memoryStats() as { liveTensors: number; liveBytes: number; cachedBytes: number };
+export function memoryStats(): { liveTensors: number; liveBytes: number; cachedBytes: number };
+export function memoryStats(opts: { device: DeviceName; resetPeak?: boolean }): DeviceMemoryStats;
+export function memoryStats(opts?: { device: DeviceName; resetPeak?: boolean }):
+  { liveTensors: number; liveBytes: number; cachedBytes: number } | DeviceMemoryStats {
+  if (opts === undefined) {
+    return native.memoryStats() as { liveTensors: number; liveBytes: number; cachedBytes: number };
+  }
+  check(typeof opts === 'object' && opts !== null, 'memoryStats: options must be an object');
+  const spec = parseDevice(opts.device);
+  check(spec.type === 'cuda', "memoryStats: {device} is for CUDA devices; memoryStats() gives the CPU's figures");
+  const reset = opts.resetPeak ?? false;
+  check(typeof reset === 'boolean', 'memoryStats: resetPeak must be a boolean');
+  const s = native.deviceMemoryStats(spec, reset) as Omit<DeviceMemoryStats, 'device'>;
+  return { device: deviceName(spec), ...s };
 }
 
 /**

@@ -10,6 +10,22 @@ const BYTES = 1 << 20;
 const BOUND = 64 * 2 ** 20;
 
 describe('native memory', () => {
+  it('memoryStats({device}) reports a CUDA device\'s allocator (E_DEVICE without one; live and peak bytes on a GPU)', () => {
+    expect(() => zeroth.memoryStats({ device: 'cpu' as 'cuda:0' })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARG' }));
+    if (!zeroth.buildInfo().cuda || !zeroth.devices().some((d) => d.type === 'cuda')) {
+      expect(() => zeroth.memoryStats({ device: 'cuda:0' })).toThrow(expect.objectContaining({ code: 'E_DEVICE' }));
+      return;
+    }
+    const before = zeroth.memoryStats({ device: 'cuda:0', resetPeak: true });
+    const t = zeroth.zeros([1 << 20], { device: 'cuda:0' }); // 4 MiB: one 4 MiB size class
+    const during = zeroth.memoryStats({ device: 'cuda:0' });
+    expect(during.allocatedBytes - before.allocatedBytes).toBe(4 << 20);
+    t.dispose();
+    const after = zeroth.memoryStats({ device: 'cuda:0' });
+    expect(after.allocatedBytes).toBe(before.allocatedBytes);
+    expect(after.peakAllocatedBytes).toBeGreaterThanOrEqual(before.allocatedBytes + (4 << 20));
+  });
+
   it(`${CYCLES} create/dispose cycles of a 1 MB tensor keep RSS within ${BOUND / 2 ** 20} MiB`, () => {
     const live0 = zeroth.memoryStats();
     // Warm up allocator and JIT before the baseline.

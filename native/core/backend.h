@@ -42,4 +42,16 @@ const Backend* cuda_backend();
 int cuda_device_count();
 DeviceInfo cuda_device_info(int index);
 
+// The CUDA caching allocator's counters for one device, in bytes of size classes (what the
+// allocator holds from the driver for live blocks, so rounding is counted): the peak is what
+// a benchmark compares between fine-tuning and inference. Defined only in CUDA builds
+// (ZEROTH_WITH_CUDA); callers validate the device with backend_for() first.
+struct DeviceMemoryStats {
+  uint64_t allocated;       // in live blocks now
+  uint64_t cached;          // in freed blocks kept for reuse
+  uint64_t peak_allocated;  // the most `allocated` has been since the first use or the last reset
+};
+// Reads the counters; with reset_peak, then sets the peak to what is allocated now.
+DeviceMemoryStats cuda_memory_stats(int index, bool reset_peak);
+
 }  // namespace zeroth

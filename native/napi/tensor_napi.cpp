@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "core/backend.h"
 #include "core/cpu_features.h"
 #include "core/parallel.h"
 
@@ -155,6 +156,32 @@ Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// deviceMemoryStats(device, resetPeak) -> {allocatedBytes, cachedBytes, peakAllocatedBytes} of
+// a CUDA device's caching allocator; resetPeak then restarts the peak from what is allocated.
+// The CPU's figures are memoryStats(); a build or machine without the device: E_DEVICE.
+Napi::Value DeviceMemoryStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const zeroth_device device = arg_device(env, info[0], "device");
+  if (!info[1].IsBoolean()) throw_error(env, ZEROTH_E_INVALID_ARG, "resetPeak must be a boolean");
+  const bool reset = info[1].As<Napi::Boolean>().Value();
+  return guarded(env, [&]() -> Napi::Value {
+    ZCHECK(device.type == ZEROTH_DEVICE_CUDA, ZEROTH_E_INVALID_ARG,
+           "device memory statistics are for CUDA devices; memoryStats() with no device gives the CPU's");
+    backend_for(device);  // E_DEVICE without a CUDA build, driver or this index
+#ifdef ZEROTH_WITH_CUDA
+    const DeviceMemoryStats s = cuda_memory_stats(device.index, reset);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("allocatedBytes", Napi::Number::New(env, static_cast<double>(s.allocated)));
+    o.Set("cachedBytes", Napi::Number::New(env, static_cast<double>(s.cached)));
+    o.Set("peakAllocatedBytes", Napi::Number::New(env, static_cast<double>(s.peak_allocated)));
+    return o;
+#else
+    (void)reset;
+    fail(ZEROTH_E_DEVICE, device_string(device) + " is not available: this build of zeroth has no CUDA backend");
+#endif
+  });
+}
+
 Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(release_cached_memory()));
 }
@@ -188,6 +215,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
+  exports.Set("deviceMemoryStats", Napi::Function::New(env, DeviceMemoryStatsJs));
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -414,6 +415,30 @@ void test_contract_errors() {
       check(e.code() == code, std::string("bad preconditioner: ") + e.what());
     }
   }
+  // The same tensor twice; restoring with another preconditioner than the one perturbed with.
+  TensorPtr pc = tensor_zeros(ZEROTH_F32, Shape{4}, kGpu);
+  const auto expect_invalid = [](const char* what, const std::function<void()>& fn) {
+    try {
+      fn();
+      check(false, std::string(what) + " must be refused");
+    } catch (const Error& e) {
+      check(e.code() == ZEROTH_E_INVALID_ARG, std::string(what) + ": " + e.what());
+    }
+  };
+  expect_invalid("a target passed twice", [&] {
+    cuda::perturb({PerturbTarget{gpu, 1, nullptr}, PerturbTarget{gpu, 2, nullptr}}, 1, 1.0f, rng::Distribution::Normal);
+  });
+  PerturbJournal pj;
+  cuda::perturb_to({PerturbTarget{gpu, 1, nullptr, pc}}, pj, 3, 1e-3f, rng::Distribution::Normal);
+  expect_invalid("restore without the preconditioner perturbed with",
+                 [&] { cuda::restore_and_update({PerturbTarget{gpu, 1, nullptr}}, pj, UpdateOptions{}); });
+  cuda::restore_and_update({PerturbTarget{gpu, 1, nullptr, pc}}, pj, UpdateOptions{});
+  cuda::release_journal(pj);
+  // A zero scale writes nothing: -0 keeps its sign bit (fl(-0 + 0·z) would be +0).
+  const std::vector<uint32_t> minus_zero(4, 0x80000000u);
+  TensorPtr mz = upload(ZEROTH_F32, minus_zero);
+  cuda::perturb({PerturbTarget{mz, 1, nullptr}}, 1, 0.0f, rng::Distribution::Normal);
+  expect_same(download(*mz), minus_zero, "perturb with scale 0 leaves the bits");
   cuda::release_journal(journal);
 }
 
