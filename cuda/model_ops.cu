@@ -16,13 +16,17 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// b[i] read through an (optional) perturbation: fl(b + fl(scale·z(i))) (Resolved::vec).
-__device__ __forceinline__ float perturbed(const float* b, const PerturbDesc& pd, uint64_t i) {
-  const float v = b[i];
+// v, element i of a weight, read through an (optional) perturbation: fl(v + fl(scale·z(i))).
+__device__ __forceinline__ float perturb_value(float v, const PerturbDesc& pd, uint64_t i) {
   if (!pd.active) return v;
   const float z = pd.dist == rng::Distribution::Normal ? rng::normal_at(pd.seed, pd.stream, i)
                                                        : rng::rademacher_at(pd.seed, pd.stream, i);
   return rng::fadd(v, rng::fmul(pd.scale, z));
+}
+
+// b[i] read through an (optional) perturbation (Resolved::vec).
+__device__ __forceinline__ float perturbed(const float* b, const PerturbDesc& pd, uint64_t i) {
+  return perturb_value(b[i], pd, i);
 }
 
 #define ZEROTH_GRID_STRIDE(t, total)                                                              \
@@ -93,6 +97,24 @@ __global__ void quant_embedding_kernel(QuantMatrixDevice w, const int32_t* __res
       }
       const float zero = w.zeros ? w.zeros[r * w.groups + g] : w.fixed_zero;
       v = rng::fmul(__fsub_rn(static_cast<float>(code), zero), w.scales[r * w.groups + g]);
+    }
+    out[t] = v;
+  }
+}
+
+// ---- CPU: Model::Resolved::row of a bf16 table (perturb.h's bf16 round-to-nearest write) ------
+
+__global__ void embedding_bf16_kernel(const uint16_t* __restrict__ table, int64_t vocab, int64_t width, PerturbDesc pd,
+                                      const int32_t* __restrict__ ids, int64_t n, float* __restrict__ out) {
+  ZEROTH_GRID_STRIDE(t, n * width) {
+    const int64_t i = t / width, j = t % width;
+    const int64_t id = ids[i];
+    float v = NAN;
+    if (id >= 0 && id < vocab) {
+      const uint64_t e = static_cast<uint64_t>(id * width + j);
+      v = bf16_to_f32(table[e]);
+      // gemm.cu's perturb_quad<BF16>: perturbed in f32, rounded once to bf16.
+      if (pd.active) v = bf16_to_f32(f32_to_bf16(perturb_value(v, pd, e)));
     }
     out[t] = v;
   }
@@ -181,6 +203,18 @@ void quant_embedding(int device, const QuantMatrixDevice& w, const int32_t* ids,
   cudaStream_t st = stream_for(device);
   quant_embedding_kernel<<<grid_for(static_cast<uint64_t>(total), kThreads), kThreads, 0, st>>>(w, ids, n, out);
   check_launch(device, "quant_embedding_kernel");
+}
+
+void embedding_bf16(int device, const uint16_t* table, int64_t vocab, int64_t width, const PerturbDesc& perturb,
+                    const int32_t* ids, int64_t n, float* out) {
+  checked_elems(vocab, width, "embedding_bf16 table");
+  const int64_t total = checked_elems(n, width, "embedding_bf16");
+  check_desc(perturb, "embedding_bf16");
+  if (total == 0) return;
+  cudaStream_t st = stream_for(device);
+  embedding_bf16_kernel<<<grid_for(static_cast<uint64_t>(total), kThreads), kThreads, 0, st>>>(table, vocab, width,
+                                                                                              perturb, ids, n, out);
+  check_launch(device, "embedding_bf16_kernel");
 }
 
 }  // namespace cuda

@@ -47,6 +47,16 @@ void gather_rows(int device, const float* src, int64_t width, const int64_t* row
 // (as cuda::embedding). Quantized embeddings are never perturbed (they have no scales entry).
 void quant_embedding(int device, const QuantMatrixDevice& w, const int32_t* ids, int64_t n, float* out);
 
+// out[i, :] = row ids[i] of a bf16 table [vocab, width] (bf16 bit patterns), widened to f32 and
+// read through the perturbation as the bf16 GEMM's B-tile load reads the same table as the LM
+// head: element e = id·width + j is bf16_to_f32(f32_to_bf16(fl(w_e + fl(scale·z(e))))) —
+// perturbed in f32, rounded once to bf16 (nearest even), widened exactly — so a tied embedding
+// and head see the same perturbed weight. Unperturbed, w_e widened. An id outside [0, vocab)
+// writes NaN (as cuda::embedding). The token embedding of a bf16 device model (CPU reference:
+// Model::Resolved::row on weights perturbed in place with perturb.h's bf16 rounding).
+void embedding_bf16(int device, const uint16_t* table, int64_t vocab, int64_t width, const PerturbDesc& perturb,
+                    const int32_t* ids, int64_t n, float* out);
+
 }  // namespace cuda
 }  // namespace zeroth
 #endif  // ZEROTH_WITH_CUDA

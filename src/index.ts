@@ -11,7 +11,7 @@ export type { EncodeOptions, DecodeOptions, EncodeBatchOptions, EncodedBatch } f
 export * as ops from './ops.js';
 export * as optim from './optim/index.js';
 export { loadModel, modelFromWeights, Model } from './model.js';
-export type { ModelConfig, ModelFamily, LoadModelOptions, ForwardOptions, GenerateOptions, Perturbation } from './model.js';
+export type { ModelConfig, ModelFamily, LoadModelOptions, ForwardOptions, GenerateOptions, Perturbation, ParameterDtype } from './model.js';
 export type { TrainableSpec, ModelQuantizeOptions, HessianPlanOptions, QuantizeReport, PlanBlock } from './model.js';
 export { readSafetensors, writeSafetensors } from './safetensors.js';
 export type { SafetensorsReader, SafetensorsTensorInfo, SafetensorsLoadOptions } from './safetensors.js';

@@ -32,9 +32,21 @@ export type { ModelConfig, ModelFamily, ActivationName } from './models/config.j
 /** loraSpec().seed of adapters read from a PEFT folder (not drawn from a seed). */
 export const LOADED_ADAPTERS = 'loaded';
 
+/** The dtypes of model.parameters(): f32, or bf16 for the matrices of a bf16 device model. */
+export type ParameterDtype = 'f32' | 'bf16';
+
 export interface LoadModelOptions {
-  /** Compute dtype. Only 'f32' today: f16/bf16 checkpoints are widened to f32 at load. */
-  dtype?: 'f32';
+  /**
+   * Dtype of the weight matrices (default 'f32'; f16/bf16 checkpoints are widened to f32 at load).
+   * 'bf16', on a CUDA device only: the matrices (block linear layers, the token embedding / LM
+   * head, OPT's project_in / project_out) are held as bf16 device tensors (rounded to nearest
+   * even) and multiplied on tensor cores (activations rounded to bf16, f32 accumulation); norms,
+   * biases, position tables and LoRA adapters stay f32, and model.parameters() returns those
+   * matrices as bf16 tensors (the optimizers update them in bf16, stochastic rounding available).
+   * Losses then differ from the f32 model's by bf16 rounding (~1e-2 relative). E_UNSUPPORTED on
+   * a CPU model and for a GPTQ checkpoint (float matrices only).
+   */
+  dtype?: ParameterDtype;
   /**
    * 'cpu' (default), 'cuda' (= 'cuda:0') or 'cuda:N': the weights are uploaded once to that GPU
    * and forward / loss run there (generate stays CPU-only). E_DEVICE when this build has no CUDA
@@ -247,14 +259,14 @@ export class Model {
   }
 
   /**
-   * The model's weights by checkpoint name (f32, on the model's device). They share memory with
-   * the model: writing them changes the next forward. Tied weights appear once (under the
-   * embedding's name).
+   * The model's weights by checkpoint name (on the model's device; f32, or bf16 for the matrices
+   * of a model loaded with dtype 'bf16'). They share memory with the model: writing them changes
+   * the next forward. Tied weights appear once (under the embedding's name).
    */
-  parameters(): Record<string, Tensor<'f32'>> {
-    const out: Record<string, Tensor<'f32'>> = {};
+  parameters(): Record<string, Tensor<ParameterDtype>> {
+    const out: Record<string, Tensor<ParameterDtype>> = {};
     for (const { name, tensor } of native.modelParameters(this.handle) as { name: string; tensor: NativeHandle }[]) {
-      out[name] = new Tensor<'f32'>(tensor);
+      out[name] = new Tensor<ParameterDtype>(tensor);
     }
     return out;
   }
@@ -269,7 +281,7 @@ export class Model {
    * with the model). Optimizers built on the model (`new ZOSGD(model, opts)`) train this set;
    * by default every parameter.
    */
-  trainable(spec: TrainableSpec = { mode: 'full' }): Record<string, Tensor<'f32'>> {
+  trainable(spec: TrainableSpec = { mode: 'full' }): Record<string, Tensor<ParameterDtype>> {
     check(spec !== null && typeof spec === 'object', "trainable: pass a spec such as {mode: 'full'}");
     const names = this.parameterNames();
     let chosen: string[];
@@ -325,7 +337,7 @@ export class Model {
     this.#masks = masks;
     this.#trainable = chosen;
     const all = this.parameters();
-    const out: Record<string, Tensor<'f32'>> = {};
+    const out: Record<string, Tensor<ParameterDtype>> = {};
     for (const [n, t] of Object.entries(all)) {
       if (chosen.includes(n)) out[n] = t;
       else t.dispose();
@@ -483,8 +495,8 @@ export class Model {
   weightBytes(): number {
     let bytes = 0;
     for (const { tensor } of native.modelParameters(this.handle) as { name: string; tensor: NativeHandle }[]) {
-      const meta = native.tensorMeta(tensor) as { shape: number[] };
-      bytes += 4 * meta.shape.reduce((a, b) => a * b, 1);
+      const meta = native.tensorMeta(tensor) as { dtype: string; shape: number[] };
+      bytes += (meta.dtype === 'bf16' ? 2 : 4) * meta.shape.reduce((a, b) => a * b, 1);
       native.tensorDispose(tensor);
     }
     for (const { tensor } of native.modelQuantizedWeights(this.handle) as { name: string; tensor: NativeHandle }[]) {
@@ -698,7 +710,11 @@ export class Model {
 
 /** t itself when it is on the CPU, else a host copy; disposing the result frees only a copy. */
 function host(t: Tensor): { tensor: Tensor; [Symbol.dispose](): void } {
-  const copy = t.device === 'cpu' ? undefined : t.to('cpu');
+  const onCpu = t.device === 'cpu' ? undefined : t.to('cpu');
+  // A bf16 device model's matrix is widened exactly, so the merge adds in f32 as for f32 weights.
+  const wide = (onCpu ?? t).dtype === 'bf16' ? (onCpu ?? t).to('f32') : undefined;
+  if (wide) onCpu?.dispose();
+  const copy = wide ?? onCpu;
   return { tensor: copy ?? t, [Symbol.dispose]: () => copy?.dispose() };
 }
 
@@ -712,6 +728,21 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFile(path, `${JSON.stringify(value, null, 2)}\n`).catch((e: Error) => {
     throw new ZerothError('E_IO', `save: cannot write ${path}: ${e.message}`);
   });
+}
+
+/**
+ * The weight matrices' dtype (default 'f32'): E_UNSUPPORTED for anything but 'f32' / 'bf16', and
+ * for 'bf16' on the CPU (whose forward computes in f32). A CUDA device is checked by requireDevice.
+ */
+function checkDtype(dtype: unknown, device: DeviceSpec, what: string): ParameterDtype {
+  const d = dtype ?? 'f32';
+  if (d !== 'f32' && d !== 'bf16') {
+    throw new ZerothError('E_UNSUPPORTED', `${what}: dtype ${JSON.stringify(d)} is not supported; use 'f32' (default) or, on a CUDA device, 'bf16'`);
+  }
+  if (d === 'bf16' && device.type === 'cpu') {
+    throw new ZerothError('E_UNSUPPORTED', `${what}: dtype 'bf16' needs a CUDA device (device 'cuda'); the CPU forward computes in 'f32' (f16/bf16 checkpoints are widened at load)`);
+  }
+  return d;
 }
 
 /**
@@ -738,17 +769,21 @@ function requireDevice(device: DeviceSpec, asked: string, what: string): void {
  * on `opts.device` (default 'cpu'; see LoadModelOptions.device).
  */
 export async function modelFromWeights(config: unknown, weights: Readonly<Record<string, Tensor>>,
-  opts: { device?: DeviceName } = {}): Promise<Model> {
+  opts: { device?: DeviceName; dtype?: ParameterDtype } = {}): Promise<Model> {
   const device = parseDevice(opts.device);
+  const dtype = checkDtype(opts.dtype, device, 'modelFromWeights');
   requireDevice(device, String(opts.device), 'modelFromWeights');
   const parsed = parseModelConfig(config);
   const gptq = parseQuantizationConfig(parsed.raw);
+  if (dtype === 'bf16' && gptq) {
+    throw new ZerothError('E_UNSUPPORTED', "modelFromWeights: dtype 'bf16' applies to float matrices; this checkpoint stores GPTQ layers (quantization_config): load it with dtype 'f32'");
+  }
   const handles: Record<string, NativeHandle> = {};
   for (const [name, t] of Object.entries(weights)) {
     check(t instanceof Tensor, `weights['${name}'] must be a zeroth Tensor`);
     handles[name] = t.handle;
   }
-  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles, gptq ?? null, device));
+  return new Model(parsed, await native.modelCreate(nativeConfig(parsed), handles, gptq ?? null, device, dtype));
 }
 
 /**
@@ -757,11 +792,8 @@ export async function modelFromWeights(config: unknown, weights: Readonly<Record
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   check(typeof dir === 'string' && dir.length > 0, 'loadModel: dir must be a directory path');
-  const dtype = opts.dtype ?? 'f32';
-  if (dtype !== 'f32') {
-    throw new ZerothError('E_UNSUPPORTED', `loadModel: dtype '${String(dtype)}' is not supported; the forward computes in 'f32' (f16/bf16 weights are widened at load)`);
-  }
   const device = parseDevice(opts.device);
+  const dtype = checkDtype(opts.dtype, device, 'loadModel');
   requireDevice(device, String(opts.device), 'loadModel'); // before reading any weight
   const info = await stat(dir).catch((e: Error) => {
     throw new ZerothError('E_IO', `loadModel: cannot read ${dir}: ${e.message}`);
@@ -790,7 +822,10 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       }
     }
   }
-  parseQuantizationConfig(parseModelConfig(raw).raw); // refuse unsupported configs before reading any weight
+  // Refuse unsupported configs (and bf16 over GPTQ layers) before reading any weight.
+  if (parseQuantizationConfig(parseModelConfig(raw).raw) && dtype === 'bf16') {
+    throw new ZerothError('E_UNSUPPORTED', `loadModel: dtype 'bf16' applies to float matrices; ${dir} is a GPTQ checkpoint: load it with dtype 'f32'`);
+  }
 
   const reader = await readSafetensors(dir); // model.safetensors, or the shards of its index
   const weights: Record<string, Tensor> = {};
@@ -798,7 +833,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     // Every tensor goes to the native side, which refuses weights that are not F32/F16/BF16
     // (E_DTYPE naming them) unless they are GPTQ layers, and ignores known non-parameter buffers.
     for (const name of reader.names) weights[name] = new Tensor(await reader.load(name));
-    const model = await modelFromWeights(raw, weights, { device: deviceName(device) });
+    const model = await modelFromWeights(raw, weights, { device: deviceName(device), dtype });
     // LoRA adapters beside the base (save() over a quantized base, or PEFT's save_pretrained).
     if (await stat(join(dir, 'adapter_config.json')).then(() => true, () => false)) {
       try {

@@ -19,7 +19,8 @@
 //
 // Devices. A model made by to_device holds every weight on one CUDA device and runs forward
 // and loss there (transformer_cuda.cpp, the twin of Model::run / forward / loss, with the same
-// semantics); inputs stay CPU int32 tensors and results come back as CPU tensors.
+// semantics); inputs stay CPU int32 tensors and results come back as CPU tensors. Its matrices
+// are f32 or, on request, bf16 (tensor-core products; see to_device).
 //
 // Memory. A Model keeps its activation buffers (and the loss's logits block: scored rows × a
 // vocabulary chunk of 8192, at most 128 MiB) between calls, sized by the largest batch seen, so
@@ -97,6 +98,7 @@ struct Weight {
   std::string name;
   // f32, CPU, contiguous; or, for a block's linear layer, a quantized weight (int4 / int8,
   // cpu/quant.h) stored [out, in] whatever the checkpoint's layout, with f32 scales and zeros.
+  // On a device model: on its device, and bf16 for the matrices of to_device(…, ZEROTH_BF16).
   TensorPtr tensor;
   bool in_out = false;   // stored [in, out] (GPT-2 Conv1D) rather than [out, in] (nn.Linear)
   // A quantized weight's scales [out, groups] appear as their own f32 weight "<stem>.scales"
@@ -143,7 +145,14 @@ class Model {
   // updates of weights() then run on that device. E_DEVICE when the build has no CUDA backend,
   // or the machine no usable device (the message says which); E_UNSUPPORTED for shapes the
   // device kernels do not take (head_dim > 256).
-  std::shared_ptr<Model> to_device(zeroth_device device) const;
+  // `matrices` ZEROTH_BF16 stores the matrices the products read (block linear weights, the
+  // token embedding / LM head, project_in / project_out) as bf16 device tensors, rounded to
+  // nearest even from f32 (tensor_copy's conversion); they then run on tensor cores
+  // (cuda::gemm_bf16: activations rounded to bf16, f32 accumulation, the perturbation applied
+  // in the weight-tile load), and weights() holds them as bf16. Norms, biases, position tables
+  // and LoRA adapters stay f32. E_UNSUPPORTED for other dtypes and for a model with quantized
+  // weights (bf16 applies to float matrices only).
+  std::shared_ptr<Model> to_device(zeroth_device device, zeroth_dtype matrices = ZEROTH_F32) const;
 
   // A new model sharing these weights, with a LoRA adapter on linear weight `weight`: A [rank,
   // in] and B [out, rank] (f32 CPU) become weights named "<stem>.lora_A.weight" and
@@ -216,6 +225,8 @@ class Model {
   // chunks; the whole head takes lm_head).
   void lm_head_slice(const float* hidden, int64_t M, const Resolved& r, int64_t v0, int64_t nv, float* logits) const;
   void check_inputs(const Tensor& ids, const Tensor* mask) const;
+  // Weight w is a matrix to_device may hold in bf16 (transformer_cuda.cpp).
+  bool is_device_matrix(int w) const;
 
   // The CUDA twins (transformer_cuda.cpp), called by forward / loss / quantized when the
   // weights live on a CUDA device. run_cuda mirrors run (device pointers, the hidden states

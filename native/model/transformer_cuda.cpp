@@ -21,6 +21,14 @@
 // polynomials; everything else (embeddings, norms' statistics in double, bias and residual
 // adds, RoPE angles) rounds as the CPU does. Logits agree to ~1e-6 relative, losses to ~1e-7.
 //
+// bf16 matrices (to_device(…, ZEROTH_BF16)): each product rounds its f32 input to bf16
+// (cuda::to_bf16, nearest even) and runs on tensor cores with f32 accumulation (gemm_bf16,
+// the perturbation applied in the weight-tile load as fl_bf16(w + fl(s·z))); the bf16 token
+// embedding reads the same perturbed bf16 value (cuda::embedding_bf16), so GPT-2's tied wte is
+// one weight as embedding and head, and a perturbed forward equals a forward on weights that
+// perturb.h perturbed in place. Everything between products stays f32. Against the f32 model,
+// bf16 rounding of weights and activations moves logits by ~1e-2 and losses by ~1e-3 relative.
+//
 // Inputs are CPU int32 tensors (validated by check_inputs, as on the CPU) and are uploaded once
 // per call; results come back as CPU tensors: loss an f64 [B] (what the optimizer's probes and
 // the curvature estimators read), forward the f32 [B, T, V] logits (what evaluation reads; one
@@ -32,12 +40,14 @@
 #include <limits>
 
 #include "core/backend.h"
+#include "core/dtype.h"
 #include "core/errors.h"
 #include "model/transformer_cuda.h"
 #include "model/transformer_internal.h"
 #include "model/transformer_quant.h"
 
 #ifdef ZEROTH_WITH_CUDA
+#include "../../cuda/convert_cuda.h"
 #include "../../cuda/gemm_cuda.h"
 #include "../../cuda/int4_gemm_cuda.h"
 #include "../../cuda/model_ops_cuda.h"
@@ -45,6 +55,13 @@
 #endif
 
 namespace zeroth::model {
+
+// The weights to_device holds in `matrices`' dtype: the matrices the products read (block
+// linear layers, the token embedding / LM head, OPT's project_in / project_out). Norms, biases
+// and position tables stay f32 (the element kernels read f32; they are a small part of the bytes).
+bool Model::is_device_matrix(int w) const {
+  return is_block_linear(w) || w == tok_embed_ || w == head_ || w == project_in_ || w == project_out_;
+}
 
 #ifdef ZEROTH_WITH_CUDA
 
@@ -134,6 +151,15 @@ void linear_cuda(const Model::Resolved& r, DeviceWorkspace& ws, int w, int bias,
   if (W.tensor->quant) {
     const PerturbDesc scales = W.scales >= 0 ? r.desc[static_cast<size_t>(W.scales)] : PerturbDesc{};
     cuda::quant_matmul_on(dev, device_matrix(*W.tensor), M, x, K, y, N, scales);
+  } else if (W.tensor->dtype == ZEROTH_BF16) {
+    // A bf16 matrix (to_device with ZEROTH_BF16): tensor cores take both operands in bf16, so x
+    // is rounded once (nearest even) into the workspace; the perturbation is applied in the
+    // weight-tile load (gemm_cuda.h), the accumulation is f32.
+    uint16_t* xb = ws.get<uint16_t>(kDevBf16, M * K);
+    cuda::to_bf16(dev, x, M * K, xb);
+    const uint16_t* wb = W.tensor->as<uint16_t>();
+    if (W.in_out) cuda::gemm_bf16(false, false, M, N, K, 1.0f, xb, K, wb, N, 0.0f, y, N, d);
+    else cuda::gemm_bf16(false, true, M, N, K, 1.0f, xb, K, wb, K, 0.0f, y, N, d);
   } else if (W.in_out) {
     cuda::gemm_f32(false, false, M, N, K, 1.0f, x, K, W.tensor->as<float>(), N, 0.0f, y, N, d);
   } else {
@@ -155,15 +181,24 @@ void linear_cuda(const Model::Resolved& r, DeviceWorkspace& ws, int w, int bias,
 
 // ---- the weights on the device -------------------------------------------------------------
 
-std::shared_ptr<Model> Model::to_device(zeroth_device device) const {
+std::shared_ptr<Model> Model::to_device(zeroth_device device, zeroth_dtype matrices) const {
   backend_for(device);  // E_DEVICE: no CUDA backend, no usable device, or no such index
   ZCHECK(device.type == ZEROTH_DEVICE_CUDA, ZEROTH_E_DEVICE,
          "a model moves to a CUDA device ('cuda' or 'cuda:N'), not to " + device_string(device));
+  ZCHECK(matrices == ZEROTH_F32 || matrices == ZEROTH_BF16, ZEROTH_E_UNSUPPORTED,
+         std::string("a device model holds its matrices in f32 or bf16, not ") + dtype_traits(matrices).name);
   ZCHECK(device_.type == ZEROTH_DEVICE_CPU, ZEROTH_E_INVALID_ARG,
          "the model is on " + device_string(device_) + " already; load it again to use another device");
   ZCHECK(config_.head_dim <= 256, ZEROTH_E_UNSUPPORTED,
          "the CUDA attention kernel takes head_dim up to 256 (this model has " + std::to_string(config_.head_dim) +
              "); use device 'cpu'");
+  if (matrices == ZEROTH_BF16) {
+    for (const Weight& W : weights_)
+      ZCHECK(!W.tensor->quant, ZEROTH_E_UNSUPPORTED,
+             "dtype 'bf16' applies to float matrices; '" + W.name +
+                 "' is quantized (a quantized or GPTQ model keeps dtype 'f32': its codes stay integer and its "
+                 "scales f32)");
+  }
   auto m = std::shared_ptr<Model>(new Model(*this));
   m->device_ = device;
   std::vector<bool> done(weights_.size(), false);
@@ -182,8 +217,11 @@ std::shared_ptr<Model> Model::to_device(zeroth_device device) const {
       done[static_cast<size_t>(W.scales)] = true;
     }
   }
+  // Rounded on the host to nearest even (tensor_copy's conversion, the one perturb.h writes).
   for (size_t i = 0; i < weights_.size(); ++i)
-    if (!done[i]) m->weights_[i].tensor = tensor_copy(*weights_[i].tensor, ZEROTH_F32, device);
+    if (!done[i])
+      m->weights_[i].tensor = tensor_copy(*weights_[i].tensor,
+                                          is_device_matrix(static_cast<int>(i)) ? matrices : ZEROTH_F32, device);
   return m;
 }
 
@@ -195,8 +233,11 @@ std::shared_ptr<Model> Model::quantized_cuda(const std::vector<std::pair<std::st
   host->device_ = kCpu;  // quantized() reads only the weights of the plan, which are on the host now
   for (const auto& entry : plan) {
     auto it = index_.find(entry.first);
-    if (it != index_.end())
-      host->weights_[static_cast<size_t>(it->second)].tensor = host_copy(*weights_[static_cast<size_t>(it->second)].tensor);
+    if (it == index_.end()) continue;  // quantized() names the unknown weight
+    // As f32: a bf16 device model's matrices are widened exactly, then quantized as on the CPU; a
+    // weight quantized already comes down as it is, for quantized()'s "quantized already" error.
+    const Tensor& w = *weights_[static_cast<size_t>(it->second)].tensor;
+    host->weights_[static_cast<size_t>(it->second)].tensor = w.quant ? host_copy(w) : tensor_copy(w, ZEROTH_F32, kCpu);
   }
   std::shared_ptr<Model> q = host->quantized(plan);
   auto m = std::shared_ptr<Model>(new Model(*this));
@@ -249,6 +290,9 @@ const float* Model::run_cuda(const int32_t* ids, const int32_t* mask, int64_t B,
     float* tok = ws.get<float>(kWsTok, M * E);
     const Weight& T = weights_[static_cast<size_t>(tok_embed_)];
     if (T.tensor->quant) cuda::quant_embedding(dev, device_matrix(*T.tensor), ids_dev, M, tok);
+    else if (T.tensor->dtype == ZEROTH_BF16)
+      cuda::embedding_bf16(dev, T.tensor->as<uint16_t>(), c.vocab_size, E, r.desc[static_cast<size_t>(tok_embed_)],
+                           ids_dev, M, tok);
     else cuda::embedding(dev, T.tensor->as<float>(), c.vocab_size, E, r.desc[static_cast<size_t>(tok_embed_)], ids_dev, M,
                          false, tok);
     if (project_in_ >= 0) linear_cuda(r, ws, project_in_, -1, tok, M, E, d, x);
@@ -430,7 +474,7 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
 
 #else  // no CUDA backend in this build
 
-std::shared_ptr<Model> Model::to_device(zeroth_device device) const {
+std::shared_ptr<Model> Model::to_device(zeroth_device device, zeroth_dtype) const {
   backend_for(device);  // E_DEVICE naming what is missing (this build has no CUDA backend)
   fail(ZEROTH_E_DEVICE, "device " + device_string(device) +
                             " is not available: this build of zeroth has no CUDA backend — use 'cpu'");

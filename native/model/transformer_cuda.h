@@ -22,6 +22,7 @@ enum DeviceSlot {
   kDevInputs,         // run's host inputs, uploaded in one copy (ids, positions, key validity)
   kDevPairs,          // the loss's scored rows and their target tokens, uploaded in one copy
   kDevNll,            // per scored pair, f64
+  kDevBf16,           // a bf16 product's input x rounded to bf16 [M, K] (linear_cuda)
   kDevSlots
 };
 

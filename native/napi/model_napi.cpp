@@ -1,13 +1,16 @@
 // model_napi.cpp — the transformer models (native/model/transformer.h) as N-API functions.
 //
-//   modelCreate(config, weights: {name: tensor handle}, gptq|null, device?) -> Promise<model handle>
+//   modelCreate(config, weights: {name: tensor handle}, gptq|null, device?, dtype?) -> Promise<model handle>
 //        device {type, index} (default cpu): a CUDA device uploads every weight there once
-//        (Model::to_device); forward / loss then run on it, inputs and results stay CPU tensors
+//        (Model::to_device); forward / loss then run on it, inputs and results stay CPU tensors.
+//        dtype 'f32' (default) or 'bf16': the device model's matrices in bf16 (tensor cores);
+//        'bf16' on a CPU model is E_UNSUPPORTED
 //   modelDevice(model) -> {type, index}              where the model's weights live
 //   modelForward(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>  f32 [B, T, V]
 //   modelLoss(model, ids, mask|null, perturbation|null) -> Promise<tensor handle>     f64 [B]
 //   modelGenerate(model, ids, mask|null, sampling) -> Promise<tensor handle>          i32 [B, N]
-//   modelParameters(model) -> [{name, tensor}]   the model's own f32 weights (shared, not copies)
+//   modelParameters(model) -> [{name, tensor}]   the model's own float weights (shared, not copies):
+//        f32, or bf16 for the matrices of a bf16 device model
 //   modelParameterNames(model) -> [name]
 //   modelDispose(model)
 //   modelQuantize(model, plan: [{name, bits, groupSize?, symmetric?, scaleDtype?, clip?}]) -> Promise<void>
@@ -190,14 +193,29 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   }
   // The device is checked here (E_DEVICE naming what is missing) before any work starts.
   const zeroth_device device = is_absent(info[3]) ? zeroth_device{ZEROTH_DEVICE_CPU, 0} : arg_device(env, info[3], "device");
+  // The matrices' dtype on a device model; checked before any work starts, as the device.
+  zeroth_dtype matrices = ZEROTH_F32;
+  if (!is_absent(info[4])) {
+    const std::string name = arg_string(env, info[4], "dtype");
+    if (name == "bf16") matrices = ZEROTH_BF16;
+    else if (name != "f32")
+      throw_error(env, ZEROTH_E_UNSUPPORTED, "dtype '" + name + "' is not supported; use 'f32' or, on a CUDA device, 'bf16'");
+    if (matrices == ZEROTH_BF16 && device.type == ZEROTH_DEVICE_CPU)
+      throw_error(env, ZEROTH_E_UNSUPPORTED,
+                  "dtype 'bf16' needs a CUDA device (the CPU forward computes in f32; f16/bf16 checkpoints are "
+                  "widened at load); use device 'cuda' or dtype 'f32'");
+    if (matrices == ZEROTH_BF16 && gptq)
+      throw_error(env, ZEROTH_E_UNSUPPORTED,
+                  "dtype 'bf16' applies to float matrices; this checkpoint stores GPTQ layers: load it with dtype 'f32'");
+  }
   auto result = std::make_shared<std::shared_ptr<const Model>>();
   return run_async(
       env,
-      [config, weights, gptq, device, result] {
+      [config, weights, gptq, device, matrices, result] {
         auto cpu = std::make_shared<const Model>(config, *weights, gptq.get());
         // The host copy goes once the device one exists (the caller's tensors are its only other owner).
         if (device.type == ZEROTH_DEVICE_CPU) *result = std::move(cpu);
-        else *result = cpu->to_device(device);
+        else *result = cpu->to_device(device, matrices);
       },
       [result](Napi::Env e) -> Napi::Value {
         auto* box = new ModelBox{std::move(*result)};
