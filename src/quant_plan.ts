@@ -84,19 +84,26 @@ export async function planHessian(
   const blocks: (PlanBlock & { numel: number; bytes4: number; bytes8: number; floatBytes: number })[] = [];
   try {
     for (const [name, layers] of Object.entries(members)) {
-      let numel = 0, error4 = 0, error8 = 0, bytes4 = 0, bytes8 = 0;
+      let numel = 0, error4 = 0, error8 = 0, bytes4 = 0, bytes8 = 0, floatBytes = 0;
       for (const layer of layers) {
+        // The errors are measured on the host in f32: a device model's weight comes down, a bf16
+        // one is widened (exactly), before the CPU quantizer sees it.
         const p = params[layer]!;
-        using w = transposeFirst ? ops.transpose(p) : p.clone();
+        using host = p.device === 'cpu' ? null : p.to('cpu');
+        const onHost = host ?? p;
+        using wide = onHost.dtype === 'f32' ? null : onHost.to('f32');
+        const w32 = wide ?? onHost;
+        using w = transposeFirst ? ops.transpose(w32) : w32.clone();
         const [out, inputs] = w.shape as [number, number];
         numel += w.numel;
+        floatBytes += (p.dtype === 'f32' ? 4 : 2) * w.numel;
         error4 += squaredError(w, 4, groupSize, symmetric, clip);
         error8 += squaredError(w, 8, groupSize, symmetric, clip);
         bytes4 += quantizedBytes(out, inputs, 4, groupSize, symmetric);
         bytes8 += quantizedBytes(out, inputs, 8, groupSize, symmetric);
       }
       const t = traces.blocks![name]!;
-      blocks.push({ name, layers, trace: t.trace, stdErr: t.stdErr, error4, error8, bits: 4, numel, bytes4, bytes8, floatBytes: 4 * numel });
+      blocks.push({ name, layers, trace: t.trace, stdErr: t.stdErr, error4, error8, bits: 4, numel, bytes4, bytes8, floatBytes });
     }
   } finally {
     for (const t of Object.values(params)) t.dispose();
