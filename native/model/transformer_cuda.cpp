@@ -439,23 +439,30 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
   DeviceWorkspaceLease lease(*this);
   DeviceWorkspace& ws = *lease;
   DeviceCache cache = make_cache(config_, B, T, ws);
-  const float* hidden = run_cuda(id, m, B, T, cache, r, ws);
 
   const std::vector<int64_t> pairs = scored_pairs(m, B, T);  // as Model::loss
   const int64_t P = static_cast<int64_t>(pairs.size());
+  // The scored rows and their target tokens go up before the forward is queued: a host-to-device
+  // copy waits for the stream, so made first it waits for nothing, and the head's kernels follow
+  // the forward's without the device idling while the host prepares them.
+  const int64_t* rows_dev = nullptr;
+  const int32_t* targets_dev = nullptr;
+  if (P > 0) {
+    std::vector<int32_t> targets(static_cast<size_t>(P));
+    for (int64_t i = 0; i < P; ++i) targets[static_cast<size_t>(i)] = id[pairs[static_cast<size_t>(i)] + 1];
+    Upload up;
+    const size_t o_rows = up.add(pairs.data(), P), o_targets = up.add(targets.data(), P);
+    const uint8_t* in = up.send(ws, kDevPairs);
+    rows_dev = reinterpret_cast<const int64_t*>(in + o_rows);
+    targets_dev = reinterpret_cast<const int32_t*>(in + o_targets);
+  }
+  const float* hidden = run_cuda(id, m, B, T, cache, r, ws);
 
   // The LM head in chunks of rows (loss_chunk(V)); each chunk's rows gathered, its logits, then the
   // cross entropy of each row in double on the device. Only the P per-pair values come back.
   std::vector<double> nll(static_cast<size_t>(P));
   if (P > 0) {
     const int64_t chunk = loss_chunk(V);
-    std::vector<int32_t> targets(static_cast<size_t>(P));
-    for (int64_t i = 0; i < P; ++i) targets[static_cast<size_t>(i)] = id[pairs[static_cast<size_t>(i)] + 1];
-    Upload up;
-    const size_t o_rows = up.add(pairs.data(), P), o_targets = up.add(targets.data(), P);
-    const uint8_t* in = up.send(ws, kDevPairs);
-    const int64_t* rows_dev = reinterpret_cast<const int64_t*>(in + o_rows);
-    const int32_t* targets_dev = reinterpret_cast<const int32_t*>(in + o_targets);
     const int64_t chunk_rows = std::min(chunk, P);
     float* rows = ws.get<float>(kWsRows, chunk_rows * hw);
     float* logits = ws.get<float>(kWsLogits, chunk_rows * V);
@@ -467,6 +474,8 @@ TensorPtr Model::loss_cuda(const Tensor& ids, const Tensor* mask, const ForwardP
       cuda::cross_entropy_rows(device_.index, logits, n, V, targets_dev + c0, false, 0, nll_dev + c0);
     }
     backend_for(device_).copy_to_host(device_.index, nll.data(), nll_dev, static_cast<size_t>(P) * sizeof(double));
+  } else {
+    backend_for(device_).synchronize(device_.index);  // this call's kernel errors surface here, not later
   }
 
   return row_means(pairs, nll, B, T);  // in the CPU's fixed order
