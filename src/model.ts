@@ -18,6 +18,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { deviceName, devices, parseDevice, type DeviceName, type DeviceSpec } from './device.js';
+import { DTYPES, type DType } from './dtype.js';
 import { check, ZerothError } from './errors.js';
 import { parseModelConfig, type ModelConfig } from './models/config.js';
 import { gptqConfigJson, parseQuantizationConfig, type GptqFormat } from './models/gptq_config.js';
@@ -495,8 +496,8 @@ export class Model {
   weightBytes(): number {
     let bytes = 0;
     for (const { tensor } of native.modelParameters(this.handle) as { name: string; tensor: NativeHandle }[]) {
-      const meta = native.tensorMeta(tensor) as { dtype: string; shape: number[] };
-      bytes += (meta.dtype === 'bf16' ? 2 : 4) * meta.shape.reduce((a, b) => a * b, 1);
+      const meta = native.tensorMeta(tensor) as { dtype: DType; shape: number[] };
+      bytes += DTYPES[meta.dtype].arrayBytes * meta.shape.reduce((a, b) => a * b, 1);
       native.tensorDispose(tensor);
     }
     for (const { tensor } of native.modelQuantizedWeights(this.handle) as { name: string; tensor: NativeHandle }[]) {

@@ -8,6 +8,7 @@
 // needs more bits). Every block starts at int4; blocks are then raised to int8 in order of
 // (Ω_b(4) − Ω_b(8)) per extra byte, while the model still fits the budget (a greedy knapsack).
 import { hessianTrace } from './curvature/trace.js';
+import { DTYPES } from './dtype.js';
 import { check, ZerothError } from './errors.js';
 import type { HessianPlanOptions, Model, PlanBlock, QuantizeReport } from './model.js';
 import * as ops from './ops.js';
@@ -96,7 +97,7 @@ export async function planHessian(
         using w = transposeFirst ? ops.transpose(w32) : w32.clone();
         const [out, inputs] = w.shape as [number, number];
         numel += w.numel;
-        floatBytes += (p.dtype === 'f32' ? 4 : 2) * w.numel;
+        floatBytes += DTYPES[p.dtype].arrayBytes * w.numel;
         error4 += squaredError(w, 4, groupSize, symmetric, clip);
         error8 += squaredError(w, 8, groupSize, symmetric, clip);
         bytes4 += quantizedBytes(out, inputs, 4, groupSize, symmetric);
