@@ -16,10 +16,11 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 }  // namespace
 
-KVCache::KVCache(const TransformerConfig& c, int64_t batch_, int64_t capacity_, std::vector<float> storage_)
-    : batch(batch_), capacity(capacity_), storage(std::move(storage_)) {
+KVCache::KVCache(const TransformerConfig& c, int64_t batch_, int64_t capacity_, std::vector<float> storage_,
+                 bool one_layer_)
+    : one_layer(one_layer_), batch(batch_), capacity(capacity_), storage(std::move(storage_)) {
   per_layer = shape_numel({batch, c.n_kv_head, capacity, c.head_dim});
-  const int64_t total = shape_numel({c.n_layer, 2, per_layer});
+  const int64_t total = shape_numel({one_layer ? 1 : c.n_layer, 2, per_layer});
   if (storage.size() < static_cast<size_t>(total)) storage.resize(static_cast<size_t>(total));
   valid.assign(static_cast<size_t>(batch * capacity), 0);
   real_count.assign(static_cast<size_t>(batch), 0);

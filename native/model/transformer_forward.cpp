@@ -206,7 +206,7 @@ TensorPtr Model::forward(const Tensor& ids, const Tensor* mask, const ForwardPer
   const Resolved r(weights_, p);
   WorkspaceLease lease(*this);
   Workspace& ws = *lease;
-  KVCache cache(config_, B, T, std::move(ws.kv));
+  KVCache cache(config_, B, T, std::move(ws.kv), /*one_layer=*/true);
   const float* hidden = run(ids.as<int32_t>(), mask ? mask->as<int32_t>() : nullptr, B, T, cache, r, ws);
   TensorPtr logits = tensor_empty(ZEROTH_F32, {B, T, V}, zeroth_device{ZEROTH_DEVICE_CPU, 0});
   lm_head(hidden, B * T, r, logits->as<float>());
@@ -223,7 +223,7 @@ TensorPtr Model::loss(const Tensor& ids, const Tensor* mask, const ForwardPertur
   const Resolved r(weights_, p);
   WorkspaceLease lease(*this);
   Workspace& ws = *lease;
-  KVCache cache(config_, B, T, std::move(ws.kv));
+  KVCache cache(config_, B, T, std::move(ws.kv), /*one_layer=*/true);
   const float* hidden = run(id, m, B, T, cache, r, ws);
   ws.kv = std::move(cache.storage);
 

@@ -14,13 +14,20 @@ namespace zeroth::model {
 // Keys and values of every layer, layout [B][n_kv_head][capacity][head_dim] per layer, so one
 // (row, kv head) is a contiguous [slots, head_dim] matrix for the attention GEMMs. Slots are
 // written before they are read, so `storage` needs no clearing (it may come from a Workspace).
+// A whole-sequence forward or loss (every token in one run) never reads a layer's keys after
+// that layer is done, so it keeps one layer's worth (`one_layer`): every layer then reads and
+// writes the same storage, and the cache costs 1/n_layer of the memory (35 MB less for GPT-2
+// small at 4 × 128). Generation keeps every layer.
 struct KVCache {
-  KVCache(const TransformerConfig& c, int64_t batch, int64_t capacity, std::vector<float> storage = {});
-  float* k(int64_t layer) { return storage.data() + layer * 2 * per_layer; }
+  KVCache(const TransformerConfig& c, int64_t batch, int64_t capacity, std::vector<float> storage = {},
+          bool one_layer = false);
+  float* k(int64_t layer) { return storage.data() + slot(layer) * 2 * per_layer; }
   float* v(int64_t layer) { return k(layer) + per_layer; }
-  const float* k(int64_t layer) const { return storage.data() + layer * 2 * per_layer; }
+  const float* k(int64_t layer) const { return storage.data() + slot(layer) * 2 * per_layer; }
   const float* v(int64_t layer) const { return k(layer) + per_layer; }
+  int64_t slot(int64_t layer) const { return one_layer ? 0 : layer; }
 
+  bool one_layer = false;
   int64_t batch = 0;
   int64_t capacity = 0;
   int64_t length = 0;                  // slots filled so far (the same for every row)
