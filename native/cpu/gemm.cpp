@@ -105,6 +105,10 @@ void pack_a(const Problem& p, int64_t i0, int64_t mc, int64_t p0, int64_t kc, fl
   }
 }
 
+// Depth of a perturbed slice of a transposed B (see pack_b): its [nr, slice] staging block is
+// 32 KB with the AVX-512 panels, so it stays in L1 between its write and the transposing read.
+constexpr int64_t kTransposedSlice = 256;
+
 // Packs depth [p0, p0 + kc) × columns [j0, j0 + nc) of op(B) into NR-wide micro-panels. With an
 // active perturbation every element becomes fl(b + fl(scale·z(offset))) on the way, offset being
 // the element's position in B's own storage (+ base); add_scaled_z_from works on runs that are
@@ -113,11 +117,18 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
   const int nr = p.k->nr;
   const PerturbDesc& z = p.perturb;
   if (!p.trans_b) {  // B stored [K, N]: each depth step is a contiguous run of nc values
-    // Perturbed, b + scale·z goes to an L1 run first: one z draw per run (writing straight into
-    // the NR-wide pieces of the panels was slower, by the cost of a kernel call per piece).
+    // Perturbed, b + scale·z goes straight into the NR-wide pieces of the panels when the run is
+    // whole pieces (add_scaled_z_pieces: z in registers on AVX-512; staging the run through L1
+    // and copying it cost a third of the perturbation on GPT-2 shapes); a ragged run goes to an
+    // L1 run first, then is copied like an unperturbed one.
     float* run = z.active ? t_row.get(nc) : nullptr;
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = p.B + (p0 + k) * p.ldb + j0;
+      if (z.active && nc % nr == 0) {
+        add_scaled_z_pieces(z.seed, z.stream, z.dist, z.scale, z.base + static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc,
+                            src, nr, dst + k * nr, static_cast<int64_t>(nr) * kc);
+        continue;
+      }
       if (z.active) {
         add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, z.base + static_cast<uint64_t>((p0 + k) * p.ldb + j0), nc,
                           src, run);
@@ -134,21 +145,25 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
   }
   // B stored [N, K] (nn.Linear weights): each column of op(B) is a contiguous run of kc values,
   // perturbed (when asked) into a [nr, kc] staging block before the transposing pack.
-  float* block = z.active ? t_row.get(static_cast<int64_t>(nr) * kc) : nullptr;
+  const int64_t slice = std::min<int64_t>(kc, kTransposedSlice);
+  float* block = z.active ? t_row.get(static_cast<int64_t>(nr) * slice) : nullptr;
   for (int64_t jr = 0; jr < nc; jr += nr, dst += nr * kc) {
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
     const float* src = p.B + (j0 + jr) * p.ldb + p0;
-    int64_t ld = p.ldb;
-    if (z.active) {
-      for (int j = 0; j < cols; ++j) {
-        float* run = block + j * kc;
-        const uint64_t first = z.base + static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0);
-        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, first, kc, src + j * p.ldb, run);
-      }
-      src = block;
-      ld = kc;
+    if (!z.active) {
+      p.k->pack_transposed(src, p.ldb, cols, kc, nr, dst);
+      continue;
     }
-    p.k->pack_transposed(src, ld, cols, kc, nr, dst);
+    // Perturbed in depth slices, so the staging block stays in L1 between its write and the
+    // transposing read (a whole [nr, kc] block is 64 KB at kc = 512).
+    for (int64_t k0 = 0; k0 < kc; k0 += slice) {
+      const int64_t len = std::min(slice, kc - k0);
+      for (int j = 0; j < cols; ++j) {
+        const uint64_t first = z.base + static_cast<uint64_t>((j0 + jr + j) * p.ldb + p0 + k0);
+        add_scaled_z_from(z.seed, z.stream, z.dist, z.scale, first, len, src + j * p.ldb + k0, block + j * len);
+      }
+      p.k->pack_transposed(block, len, cols, len, nr, dst + k0 * nr);
+    }
   }
 }
 

@@ -38,6 +38,7 @@ const Kernels& kernels() { return kernels_for(simd_level()); }
 
 using perturb_detail::Kernels;
 using perturb_detail::kPerturbBlock;
+using perturb_detail::kNormalPiece;
 
 PerturbJournal::~PerturbJournal() {
 #ifdef ZEROTH_WITH_CUDA
@@ -330,8 +331,22 @@ void update_f32(const Pass& ps, const ChunkView& c) {
   alignas(64) float d1[kPerturbBlock];
   size_t oi = 0;
   const bool need_z = ps.s0 != 0.0f || ps.step != 0.0f;
+  // The plain SGD update of clean weights (what every fused ZO step ends with) is
+  // p = fl(p − fl(step·z)) = fl(p + fl((−step)·z)): the pieces kernel writes it with z kept in
+  // registers, no z buffer (whole pieces of normal z, no mask, preconditioner or decay). Blocks
+  // start at multiples of kPerturbBlock, so every piece is block-aligned.
+  const bool fused = ps.k->add_normal_pieces && ps.dist == rng::Distribution::Normal && ps.s0 == 0.0f &&
+                     ps.step != 0.0f && !ps.use_keep && !mask && !pc;
   for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
-    const int64_t n = std::min(kPerturbBlock, c.end - b);
+    int64_t n = std::min(kPerturbBlock, c.end - b);
+    if (fused) {
+      const int64_t whole = n / kNormalPiece;
+      ps.k->add_normal_pieces(ps.seed, c.target->stream, static_cast<uint64_t>(b) / 4, whole, -ps.step, p + b, p + b,
+                              kNormalPiece);
+      if (whole * kNormalPiece == n) continue;
+      b += whole * kNormalPiece;  // the tail of the chunk's last block takes the general path
+      n -= whole * kNormalPiece;
+    }
     const uint8_t* mb = mask ? mask + (b >> 3) : nullptr;
     if (need_z) draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z, p + b);
     const float* clean = clean_block(ps, c, &oi, p, b, n, z, pc, d0, w, false);
@@ -656,6 +671,28 @@ void add_scaled_z_from(uint64_t seed, uint64_t stream, rng::Distribution dist, f
     const int64_t m = std::min(kPerturbBlock, n - i);
     draw(k, seed, stream, dist, first + static_cast<uint64_t>(i), m, z);
     k.perturb(out + i, src + i, z, scale, nullptr, nullptr, nullptr, m);
+  }
+}
+
+void add_scaled_z_pieces(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
+                         const float* src, int64_t piece, float* out, int64_t out_stride) {
+  ZCHECK(piece > 0 && piece <= kPerturbBlock && n >= 0 && n % piece == 0, ZEROTH_E_INVALID_ARG,
+         "add_scaled_z_pieces: n = " + std::to_string(n) + " must be a multiple of the piece " + std::to_string(piece) +
+             " (1 to " + std::to_string(kPerturbBlock) + " elements)");
+  check_range(first, n);
+  const Kernels& k = perturb_detail::kernels();
+  if (k.add_normal_pieces && dist == rng::Distribution::Normal && piece == kNormalPiece && first % 4 == 0) {
+    k.add_normal_pieces(seed, stream, first / 4, n / piece, scale, src, out, out_stride);
+    return;
+  }
+  // Staged: as many whole pieces as an L1 run holds at a time.
+  alignas(64) float run[kPerturbBlock];
+  const int64_t chunk = kPerturbBlock / piece * piece;
+  for (int64_t i = 0; i < n; i += chunk) {
+    const int64_t m = std::min(chunk, n - i);
+    add_scaled_z_from(seed, stream, dist, scale, first + static_cast<uint64_t>(i), m, src + i, run);
+    for (int64_t q = 0; q < m; q += piece)
+      std::memcpy(out + (i + q) / piece * out_stride, run + q, static_cast<size_t>(piece) * sizeof(float));
   }
 }
 

@@ -229,6 +229,6 @@ ZEROTH_AVX2 void update(float* p, const float* w, const float* z, bool use_keep,
 
 }  // namespace
 
-const Kernels kAvx2Kernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update};
+const Kernels kAvx2Kernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update, nullptr};
 
 }  // namespace zeroth::perturb_detail

@@ -121,16 +121,24 @@ ZEROTH_AVX512 inline void box_muller16(__m512i a, __m512i b, __m512* z0, __m512*
   *z1 = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(r1, b, sign, 0x78));
 }
 
-// The 32 normals of one group (8 blocks) at out[0 .. 32). The pairs are arranged so that the
-// outputs need no full transpose: lane 2j holds block j's pair (w0, w1), lane 2j+1 its pair
-// (w2, w3), so za = z0 z2 z0 z2 ... and zb = z1 z3 z1 z3 ..., and unpacklo/hi(za, zb) are
-// whole blocks (0 2 4 6 and 1 3 5 7, one per 128 bits).
-ZEROTH_AVX512 inline void normals8(const __m512i w[4], float* out) {
+// The 32 normals of one group (8 blocks) in element order: *first = elements 0..15, *second =
+// 16..31. The pairs are arranged so that the outputs need no full transpose: lane 2j holds
+// block j's pair (w0, w1), lane 2j+1 its pair (w2, w3), so za = z0 z2 z0 z2 ... and zb = z1 z3
+// z1 z3 ..., and unpacklo/hi(za, zb) are whole blocks (0 2 4 6 and 1 3 5 7, one per 128 bits).
+ZEROTH_AVX512 inline void normals8_regs(const __m512i w[4], __m512* first, __m512* second) {
   __m512 za, zb;
   box_muller16(interleave_low(w[0], w[2]), interleave_low(w[1], w[3]), &za, &zb);
   const __m512 lo = _mm512_unpacklo_ps(za, zb), hi = _mm512_unpackhi_ps(za, zb);
-  _mm512_storeu_ps(out, merge128(lo, hi, true));
-  _mm512_storeu_ps(out + 16, merge128(lo, hi, false));
+  *first = merge128(lo, hi, true);
+  *second = merge128(lo, hi, false);
+}
+
+// The 32 normals of one group (8 blocks) at out[0 .. 32).
+ZEROTH_AVX512 inline void normals8(const __m512i w[4], float* out) {
+  __m512 a, b;
+  normals8_regs(w, &a, &b);
+  _mm512_storeu_ps(out, a);
+  _mm512_storeu_ps(out + 16, b);
 }
 
 ZEROTH_AVX512 void philox_words(uint64_t seed, uint64_t stream, uint64_t block0, int64_t nblocks, uint32_t* out) {
@@ -186,6 +194,31 @@ ZEROTH_AVX512 void normal_blocks(uint64_t seed, uint64_t stream, uint64_t block0
     float* dst = nblocks - b >= 8 ? out + 4 * b : tmp;
     normals8(w[0], dst);
     if (dst == tmp) std::memcpy(out + 4 * b, tmp, static_cast<size_t>(nblocks - b) * 16);
+  }
+}
+
+// One piece of add_normal_pieces: dst[j] = fl(src[j] + fl(s·z[j])), j < 32, as perturb() rounds.
+ZEROTH_AVX512 inline void add_piece(const __m512i w[4], __m512 sv, const float* src, float* dst) {
+  __m512 z0, z1;
+  normals8_regs(w, &z0, &z1);
+  _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(src), _mm512_mul_ps(sv, z0)));
+  _mm512_storeu_ps(dst + 16, _mm512_add_ps(_mm512_loadu_ps(src + 16), _mm512_mul_ps(sv, z1)));
+}
+
+// Four pieces per Philox call (its four groups of 8 blocks), then one at a time.
+ZEROTH_AVX512 void add_normal_pieces(uint64_t seed, uint64_t stream, uint64_t block0, int64_t npieces, float s,
+                                     const float* src, float* dst, int64_t dst_stride) {
+  const __m512 sv = set1f(s);
+  int64_t p = 0;
+  for (; p + 4 <= npieces; p += 4) {
+    __m512i w[4][4];
+    philox8xG<4>(seed, stream, block0 + static_cast<uint64_t>(8 * p), w);
+    for (int g = 0; g < 4; ++g) add_piece(w[g], sv, src + 32 * (p + g), dst + (p + g) * dst_stride);
+  }
+  for (; p < npieces; ++p) {
+    __m512i w[1][4];
+    philox8xG<1>(seed, stream, block0 + static_cast<uint64_t>(8 * p), w);
+    add_piece(w[0], sv, src + 32 * p, dst + p * dst_stride);
   }
 }
 
@@ -305,6 +338,7 @@ ZEROTH_AVX512 void update(float* p, const float* w, const float* z, bool use_kee
 
 }  // namespace
 
-const Kernels kAvx512Kernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update};
+const Kernels kAvx512Kernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update,
+                                 add_normal_pieces};
 
 }  // namespace zeroth::perturb_detail

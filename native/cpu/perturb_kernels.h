@@ -43,7 +43,17 @@ struct Kernels {
   // when !use_keep and the difference when step == 0 (z may then be null). w may alias p.
   void (*update)(float* p, const float* w, const float* z, bool use_keep, float keep, float step,
                  const uint8_t* mask, int64_t n);
+  // The GEMM packing hook with z kept in registers: for each piece p < npieces of kNormalPiece
+  // elements, dst + p·dst_stride receives fl(src[kNormalPiece·p + j] + fl(s · z)), z the normal
+  // of element 4·block0 + kNormalPiece·p + j (rng::normal4). No z buffer and no staging run: the
+  // perturbed weights go straight into the packed panel. Null where a table lacks it (callers
+  // then stage through add_scaled_z_from).
+  void (*add_normal_pieces)(uint64_t seed, uint64_t stream, uint64_t block0, int64_t npieces, float s,
+                            const float* src, float* dst, int64_t dst_stride);
 };
+
+// Elements per piece of add_normal_pieces: 8 Philox blocks, the AVX-512 GEMM's panel width.
+constexpr int64_t kNormalPiece = 32;
 
 const Kernels& kernels_for(SimdLevel level);
 const Kernels& kernels();  // for the current simd_level()

@@ -58,6 +58,6 @@ void update(float* p, const float* w, const float* z, bool use_keep, float keep,
 
 }  // namespace
 
-const Kernels kScalarKernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update};
+const Kernels kScalarKernels = {philox_words, normal_blocks, expand_signs, unperturb, perturb, update, nullptr};
 
 }  // namespace zeroth::perturb_detail

@@ -280,6 +280,68 @@ void test_journal(zeroth_dtype dt, rng::Distribution dist, bool masked) {
   check(raw(targets[1].tensor) == after, name + ": apply_update replays restore_and_update bit for bit");
 }
 
+// ---- 2b. z in registers: the packing pieces and the plain update ------------------------------
+
+// add_scaled_z_pieces and the fused plain update against the element-wise definition
+// fl(w + fl(s · z(i))) with z from the scalar rng, on every SIMD level (the AVX-512 table writes
+// them from registers, the others stage them), and the pieces kernel itself where a table has it.
+void test_pieces_and_fused_update() {
+  Rng r{2024};
+  for (SimdLevel l : levels()) {
+    set_simd_level(l);
+    const std::string level = simd_level_name(l);
+    for (auto dist : {rng::Distribution::Normal, rng::Distribution::Rademacher}) {
+      auto z_at = [&](uint64_t i) {
+        return dist == rng::Distribution::Normal ? rng::normal_at(5, 77, i) : rng::rademacher_at(5, 77, i);
+      };
+      for (int64_t piece : {8, 16, 32}) {
+        for (uint64_t first : {0ull, 4ull, 3ull, 4096ull * 4 + 8}) {
+          for (int64_t pieces : {1, 3, 4, 5, 9, 70}) {
+            const int64_t n = pieces * piece, stride = piece + 13;
+            std::vector<float> src(n), out(pieces * stride, -1.0f);
+            for (float& x : src) x = r.uniform();
+            for (float scale : {1e-3f, -0.5f}) {
+              add_scaled_z_pieces(5, 77, dist, scale, first, n, src.data(), piece, out.data(), stride);
+              bool same = true, gaps = true;
+              for (int64_t p = 0; p < pieces; ++p) {
+                for (int64_t j = 0; j < piece; ++j) {
+                  const int64_t i = p * piece + j;
+                  same = same && bits(out[p * stride + j]) == bits(src[i] + scale * z_at(first + i));
+                }
+                for (int64_t j = piece; j < stride; ++j) gaps = gaps && out[p * stride + j] == -1.0f;
+              }
+              check(same && gaps, "add_scaled_z_pieces " + level + " piece " + std::to_string(piece) + " first " +
+                                      std::to_string(first) + " pieces " + std::to_string(pieces));
+            }
+          }
+        }
+      }
+    }
+    // The plain update (no decay, mask or preconditioner) of a tensor spanning several journal
+    // chunks with a ragged end: fl(w - fl(step · z)), the fused path on AVX-512.
+    for (auto dist : {rng::Distribution::Normal, rng::Distribution::Rademacher}) {
+      const int64_t n = 2 * kJournalChunk + 2048 + 37;
+      TensorPtr t = tensor_empty(ZEROTH_F32, {n}, kCpu);
+      std::vector<float> w(n);
+      for (int64_t i = 0; i < n; ++i) w[i] = t->as<float>()[i] = r.uniform();
+      UpdateOptions up;
+      up.step_scale = 3e-2f;
+      apply_update({PerturbTarget{t, 99, nullptr}}, 11, dist, up);
+      bool same = true;
+      for (int64_t i = 0; i < n; ++i) {
+        const float z = dist == rng::Distribution::Normal ? rng::normal_at(11, 99, i) : rng::rademacher_at(11, 99, i);
+        same = same && bits(t->as<float>()[i]) == bits(w[i] - up.step_scale * z);
+      }
+      check(same, "apply_update without decay on " + level + " writes fl(w - fl(step*z))");
+    }
+  }
+  set_simd_level(SimdLevel::Avx512);
+  expect_error(ZEROTH_E_INVALID_ARG, "add_scaled_z_pieces: n not a multiple of the piece", [] {
+    float x[64] = {};
+    add_scaled_z_pieces(1, 2, rng::Distribution::Normal, 1.0f, 0, 40, x, 32, x, 32);
+  });
+}
+
 // ---- 3. thread-count independence ------------------------------------------------------------
 
 void test_threads() {
@@ -461,6 +523,7 @@ int main() {
           test_journal(dt, dist, masked);
         }
   set_simd_level(SimdLevel::Avx512);
+  test_pieces_and_fused_update();
   test_threads();
   test_stochastic_rounding();
   test_masks_and_errors();
