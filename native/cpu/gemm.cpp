@@ -119,8 +119,8 @@ void pack_b(const Problem& p, int64_t p0, int64_t kc, int64_t j0, int64_t nc, fl
   if (!p.trans_b) {  // B stored [K, N]: each depth step is a contiguous run of nc values
     // Perturbed, b + scale·z goes straight into the NR-wide pieces of the panels when the run is
     // whole pieces (add_scaled_z_pieces: z in registers on AVX-512; staging the run through L1
-    // and copying it cost a third of the perturbation on GPT-2 shapes); a ragged run goes to an
-    // L1 run first, then is copied like an unperturbed one.
+    // and copying it cost about a quarter of the perturbation on GPT-2 shapes); a ragged run
+    // goes to an L1 run first, then is copied like an unperturbed one.
     float* run = z.active ? t_row.get(nc) : nullptr;
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = p.B + (p0 + k) * p.ldb + j0;

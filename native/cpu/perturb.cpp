@@ -337,21 +337,23 @@ void update_f32(const Pass& ps, const ChunkView& c) {
   // start at multiples of kPerturbBlock, so every piece is block-aligned.
   const bool fused = ps.k->add_normal_pieces && ps.dist == rng::Distribution::Normal && ps.s0 == 0.0f &&
                      ps.step != 0.0f && !ps.use_keep && !mask && !pc;
-  for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
-    int64_t n = std::min(kPerturbBlock, c.end - b);
-    if (fused) {
-      const int64_t whole = n / kNormalPiece;
-      ps.k->add_normal_pieces(ps.seed, c.target->stream, static_cast<uint64_t>(b) / 4, whole, -ps.step, p + b, p + b,
-                              kNormalPiece);
-      if (whole * kNormalPiece == n) continue;
-      b += whole * kNormalPiece;  // the tail of the chunk's last block takes the general path
-      n -= whole * kNormalPiece;
-    }
+  auto general = [&](int64_t b, int64_t n) {
     const uint8_t* mb = mask ? mask + (b >> 3) : nullptr;
     if (need_z) draw(*ps.k, ps.seed, c.target->stream, ps.dist, static_cast<uint64_t>(b), n, z, p + b);
     const float* clean = clean_block(ps, c, &oi, p, b, n, z, pc, d0, w, false);
     const Scaled step = scaled(z, ps.step, pc ? pc + b : nullptr, d1, n);
     ps.k->update(p + b, clean, step.z, ps.use_keep, ps.keep, step.s, mb, n);
+  };
+  for (int64_t b = c.begin; b < c.end; b += kPerturbBlock) {
+    const int64_t n = std::min(kPerturbBlock, c.end - b);
+    if (!fused) {
+      general(b, n);
+      continue;
+    }
+    const int64_t whole = n / kNormalPiece * kNormalPiece;
+    ps.k->add_normal_pieces(ps.seed, c.target->stream, static_cast<uint64_t>(b) / 4, whole / kNormalPiece, -ps.step,
+                            p + b, p + b, kNormalPiece);
+    if (whole < n) general(b + whole, n - whole);  // a tensor's last few elements
   }
 }
 

@@ -119,7 +119,7 @@ void add_scaled_z_from(uint64_t seed, uint64_t stream, rng::Distribution dist, f
 // The same values cut into pieces of `piece` elements (n a multiple of it), piece p going to
 // out + p·out_stride: how the GEMM packs a perturbed row of B into NR-wide panels. With normal
 // z, 32-wide pieces and a block-aligned `first` (a multiple of 4), the AVX-512 table writes
-// them from registers, with no z buffer and no staging copy (a third of a perturbed GEMM's
+// them from registers, with no z buffer and no staging copy (about a quarter of a perturbed GEMM's
 // extra cost on GPT-2 shapes); otherwise they are staged through add_scaled_z_from.
 void add_scaled_z_pieces(uint64_t seed, uint64_t stream, rng::Distribution dist, float scale, uint64_t first, int64_t n,
                          const float* src, int64_t piece, float* out, int64_t out_stride);
