@@ -213,15 +213,21 @@ void check_zo_step(const std::string& tag, const Fixture& f) {
   check(loss_diff(*after_c, *after_g) <= 1e-5, tag + ": losses after the step within 1e-5");
 }
 
-void check_quantized(const std::string& tag, const std::shared_ptr<Model>& cpu, const std::shared_ptr<Model>& gpu,
-                     const Fixture& f) {
+// Every block linear layer at int4, groups of 32.
+std::vector<std::pair<std::string, QuantizeOptions>> int4_plan(const Model& m) {
   std::vector<std::pair<std::string, QuantizeOptions>> plan;
-  for (const std::string& n : cpu->linear_names()) {
+  for (const std::string& n : m.linear_names()) {
     QuantizeOptions o;
     o.bits = 4;
     o.group_size = 32;
     plan.emplace_back(n, o);
   }
+  return plan;
+}
+
+void check_quantized(const std::string& tag, const std::shared_ptr<Model>& cpu, const std::shared_ptr<Model>& gpu,
+                     const Fixture& f) {
+  std::vector<std::pair<std::string, QuantizeOptions>> plan = int4_plan(*cpu);
   QuantizeOptions e8;
   e8.bits = 8;
   e8.group_size = 0;
@@ -317,13 +323,7 @@ void check_bf16(const std::string& tag, const std::shared_ptr<Model>& cpu, const
     check(dp <= 1e-9, tag + " bf16: a perturbed forward equals one on weights perturbed in place" + d);
   }
 
-  std::vector<std::pair<std::string, QuantizeOptions>> plan;
-  for (const std::string& n : cpu->linear_names()) {
-    QuantizeOptions o;
-    o.bits = 4;
-    o.group_size = 32;
-    plan.emplace_back(n, o);
-  }
+  std::vector<std::pair<std::string, QuantizeOptions>> plan = int4_plan(*cpu);
   TensorPtr ql = gb->quantized(plan)->loss(*f.ids, f.mask.get());
   bool finite = true;
   for (int64_t i = 0; i < ql->numel; ++i) finite = finite && std::isfinite(ql->as<double>()[i]);
