@@ -55,7 +55,7 @@ function weights(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = i % 53 < specials.length ? specials[i % 53] : ((s / 2 ** 32) * 2 - 1) * 0.05;
+    out[i] = i % 53 < specials.length ? specials[i % 53]! : ((s / 2 ** 32) * 2 - 1) * 0.05;
   }
   return out;
 }
@@ -120,7 +120,7 @@ describe('CUDA backend', () => {
           const got = new Float32Array(native.tensorRead(t));
           const z: Float32Array = native.fillZ(seed, stream, dist, 0n, n);
           let bad = 0;
-          for (let i = 0; i < n; i++) if (bitsOf(got[i]) !== bitsOf(f(0 - f(-1 * z[i])))) bad++;
+          for (let i = 0; i < n; i++) if (bitsOf(got[i]!) !== bitsOf(f(0 - f(-1 * z[i]!)))) bad++;
           expect(bad, `${dist} seed ${seed} stream ${stream}`).toBe(0);
         }
       }

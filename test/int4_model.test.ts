@@ -197,7 +197,11 @@ describe('QZO and LoRA on an int4 model', () => {
       const scales = model.trainable({ mode: 'scales' });
       expect(Object.keys(scales).every((n) => n.endsWith('.scales'))).toBe(true);
       const before: Record<string, Float32Array> = {};
-      for (const [n, t] of Object.entries(scales)) { before[n] = t.toTypedArray().slice(); t.dispose(); }
+      for (const [n, t] of Object.entries(scales)) {
+        expect(t.dtype, `${n} is held in f32`).toBe('f32');
+        before[n] = (t.toTypedArray() as Float32Array).slice();
+        t.dispose();
+      }
       const lossBefore = (await evaluate(model, task, heldOut)).loss;
       const opt = new zeroth.optim.ZOSGD(model, { lr: 5e-5, eps: 1e-3, seed: 3, gradClip: 50 });
       await train(model, task, examples, opt, 40);

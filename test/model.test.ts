@@ -223,7 +223,7 @@ function referenceForward(cfg: Cfg, w: Weights, ids: number[][], mask: number[][
           const e = s.map((x) => Math.exp(x - mx));
           const z = e.reduce((a2, b2) => a2 + b2, 0);
           js.forEach((j, n) => {
-            for (let i = 0; i < hd; i++) o[h * hd + i] += (e[n]! / z) * v[j]![kh * hd + i]!;
+            for (let i = 0; i < hd; i++) o[h * hd + i]! += (e[n]! / z) * v[j]![kh * hd + i]!;
           });
         }
         return o;

@@ -62,7 +62,7 @@ describe('perturbTo / restoreAndUpdate', () => {
         await native.perturbTo(targets, journal, seed, s, dist);
         const p = readF32(t);
         const want = new Float32Array(n);
-        for (let i = 0; i < n; i++) want[i] = f(w[i] + f(f(s) * z[i]));
+        for (let i = 0; i < n; i++) want[i] = f(w[i]! + f(f(s) * z[i]!));
         expect(mismatchCount(p, want)).toBe(0);
       }
       const entries = native.journalEntryCount(journal);
@@ -121,7 +121,7 @@ describe('perturbTo / restoreAndUpdate', () => {
     const z: Float32Array = native.fillZ(seed, stream, 'normal', 0n, n);
     const keep = f(1 - f(decay));
     const want = new Float32Array(n);
-    for (let i = 0; i < n; i++) want[i] = f(f(w[i] * keep) - f(f(step) * z[i]));
+    for (let i = 0; i < n; i++) want[i] = f(f(w[i]! * keep) - f(f(step) * z[i]!));
     expect(mismatchCount(readF32(t), want)).toBe(0);
     // Replay from the base weights gives the same bits.
     const replay = tensorF32(w);
@@ -138,7 +138,7 @@ describe('perturbTo / restoreAndUpdate', () => {
     const bits = new Uint8Array(native.tensorRead(mask) as ArrayBuffer);
     expect(bits.length).toBe(Math.ceil(n / 8));
     let wrongBits = 0;
-    for (let i = 0; i < n; i++) if ((((bits[i >> 3] >> (i & 7)) & 1) === 1) !== Math.abs(w[i]) <= 0.25) wrongBits++;
+    for (let i = 0; i < n; i++) if ((((bits[i >> 3]! >> (i & 7)) & 1) === 1) !== Math.abs(w[i]!) <= 0.25) wrongBits++;
     expect(wrongBits).toBe(0);
     const targets = [{ tensor: t, stream: 1n, mask }];
     const journal = native.journalCreate();
@@ -147,8 +147,8 @@ describe('perturbTo / restoreAndUpdate', () => {
     const got = readF32(t);
     let changedTrainable = 0, changedMasked = 0;
     for (let i = 0; i < n; i++) {
-      const trainable = Math.abs(w[i]) <= 0.25;
-      if (!trainable && bitsOf(got[i]) !== bitsOf(w[i])) changedMasked++;
+      const trainable = Math.abs(w[i]!) <= 0.25;
+      if (!trainable && bitsOf(got[i]!) !== bitsOf(w[i]!)) changedMasked++;
       else if (trainable && got[i] !== w[i]) changedTrainable++;
     }
     expect(changedMasked).toBe(0);

@@ -34,7 +34,7 @@ describe('rng', () => {
     const z: Float32Array = native.fillZ(2024n, native.streamId('w'), 'normal', 0n, N);
     let s1 = 0, s2 = 0, s3 = 0, s4 = 0;
     for (let i = 0; i < N; i++) {
-      const x = z[i];
+      const x = z[i]!;
       const x2 = x * x;
       s1 += x;
       s2 += x2;
@@ -53,7 +53,7 @@ describe('rng', () => {
     for (let i = 0; i < N; i++) {
       if (z[i] !== 1 && z[i] !== -1) other++;
       if (z[i] === 1) plus++;
-      if (i > 0) lag += z[i] * z[i - 1];
+      if (i > 0) lag += z[i]! * z[i - 1]!;
     }
     expect(other).toBe(0);
     expect(Math.abs(plus / N - 0.5)).toBeLessThan(4 * Math.sqrt(0.25 / N));
