@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as zeroth from '../src/index.js';
 import { native } from '../src/native.js';
-import { fixtureBatch, FIXTURES } from './helpers.js';
+import { type DevicePair, FIXTURES, loadDevicePair } from './helpers.js';
 
 const build = zeroth.buildInfo();
 const gpus = zeroth.devices().filter((d) => d.type === 'cuda');
@@ -86,22 +86,13 @@ describe('dtype bf16 errors', () => {
 });
 
 describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA on the reference fixtures', () => {
-  type Pair = { cpu: zeroth.Model; gpu: zeroth.Model; batch: { inputIds: zeroth.Tensor; attentionMask: zeroth.Tensor } };
+  type Pair = DevicePair;
   const pairs = new Map<string, Pair>();
-  const load = async (name: string): Promise<Pair> => {
-    const dir = join(FIXTURES, name);
-    return { cpu: await zeroth.loadModel(dir), gpu: await zeroth.loadModel(dir, { device: 'cuda' }), batch: await fixtureBatch(dir) };
-  };
   beforeAll(async () => {
-    for (const n of NAMES) pairs.set(n, await load(n));
+    for (const n of NAMES) pairs.set(n, await loadDevicePair(join(FIXTURES, n)));
   });
   afterAll(() => {
-    for (const p of pairs.values()) {
-      p.cpu.dispose();
-      p.gpu.dispose();
-      p.batch.inputIds.dispose();
-      p.batch.attentionMask.dispose();
-    }
+    for (const p of pairs.values()) p[Symbol.dispose]();
   });
 
   const losses = async (m: zeroth.Model, b: Pair['batch'], perturbation?: zeroth.Perturbation): Promise<Float64Array> => {
@@ -176,40 +167,34 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA on the reference fixtures
   it('one ZOSGD step gives the same losses, projected gradient and updated weights on both devices', async () => {
     for (const name of NAMES) {
       // Fresh models: the step writes the weights.
-      const { cpu, gpu, batch } = await load(name);
+      using pair = await loadDevicePair(join(FIXTURES, name));
+      const { cpu, gpu, batch } = pair;
+      const opts = { lr: 1e-3, eps: 1e-3, seed: 5, distribution: 'rademacher' as const };
+      const oc = new zeroth.optim.ZOSGD(cpu, opts), og = new zeroth.optim.ZOSGD(gpu, opts);
+      const rc = await oc.step(batch), rg = await og.step(batch);
+      expect(rg.accepted).toBe(true);
+      expect(Math.abs(rg.lossPlus - rc.lossPlus)).toBeLessThanOrEqual(1e-5);
+      expect(Math.abs(rg.lossMinus - rc.lossMinus)).toBeLessThanOrEqual(1e-5);
+      const dg = Math.abs(rg.projectedGrad - rc.projectedGrad);
+      expect(dg, `${name}: projected gradients ${rc.projectedGrad} vs ${rg.projectedGrad}`).toBeLessThanOrEqual(1e-5 / opts.eps);
+      const stepSize = Math.abs(opts.lr * rc.projectedGrad);
+      const pc = cpu.parameters(), pg = gpu.parameters();
       try {
-        const opts = { lr: 1e-3, eps: 1e-3, seed: 5, distribution: 'rademacher' as const };
-        const oc = new zeroth.optim.ZOSGD(cpu, opts), og = new zeroth.optim.ZOSGD(gpu, opts);
-        const rc = await oc.step(batch), rg = await og.step(batch);
-        expect(rg.accepted).toBe(true);
-        expect(Math.abs(rg.lossPlus - rc.lossPlus)).toBeLessThanOrEqual(1e-5);
-        expect(Math.abs(rg.lossMinus - rc.lossMinus)).toBeLessThanOrEqual(1e-5);
-        const dg = Math.abs(rg.projectedGrad - rc.projectedGrad);
-        expect(dg, `${name}: projected gradients ${rc.projectedGrad} vs ${rg.projectedGrad}`).toBeLessThanOrEqual(1e-5 / opts.eps);
-        const stepSize = Math.abs(opts.lr * rc.projectedGrad);
-        const pc = cpu.parameters(), pg = gpu.parameters();
-        try {
-          for (const [n, t] of Object.entries(pc)) {
-            using host = pg[n]!.to('cpu');
-            const a = t.toTypedArray(), b = host.toTypedArray();
-            let bad = 0;
-            for (let i = 0; i < a.length; i++) {
-              // lr·|Δg| from the two gradients, plus the roundings of lr·g and of w − lr·g·z.
-              if (Math.abs(a[i]! - b[i]!) > opts.lr * dg * (1 + 1e-6) + 2 ** -22 * (Math.abs(a[i]!) + stepSize)) bad++;
-            }
-            expect(bad, `${name} ${n}: ${bad} weights differ beyond lr·|Δg|`).toBe(0);
+        for (const [n, t] of Object.entries(pc)) {
+          using host = pg[n]!.to('cpu');
+          const a = t.toTypedArray(), b = host.toTypedArray();
+          let bad = 0;
+          for (let i = 0; i < a.length; i++) {
+            // lr·|Δg| from the two gradients, plus the roundings of lr·g and of w − lr·g·z.
+            if (Math.abs(a[i]! - b[i]!) > opts.lr * dg * (1 + 1e-6) + 2 ** -22 * (Math.abs(a[i]!) + stepSize)) bad++;
           }
-        } finally {
-          for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
+          expect(bad, `${name} ${n}: ${bad} weights differ beyond lr·|Δg|`).toBe(0);
         }
-        oc.dispose();
-        og.dispose();
       } finally {
-        cpu.dispose();
-        gpu.dispose();
-        batch.inputIds.dispose();
-        batch.attentionMask.dispose();
+        for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
       }
+      oc.dispose();
+      og.dispose();
     }
   });
 
@@ -230,43 +215,31 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA on the reference fixtures
 
   it('an int4-quantized model agrees, clean and with its scales perturbed (QZO)', async () => {
     for (const name of NAMES) {
-      const { cpu, gpu, batch } = await load(name);
-      try {
-        await cpu.quantize({ bits: 4, groupSize: 32 });
-        await gpu.quantize({ bits: 4, groupSize: 32 });
-        expect(gpu.quantizedNames()).toEqual(cpu.quantizedNames());
-        const scales = gpu.trainable({ mode: 'scales' });
-        for (const t of Object.values(scales)) {
-          expect(t.device).toBe('cuda:0');
-          t.dispose();
-        }
-        const names = cpu.trainable({ mode: 'scales' });
-        for (const t of Object.values(names)) t.dispose();
-        expectClose(await losses(gpu, batch), await losses(cpu, batch), 1e-5, `${name} int4`);
-        const p = { seed: 3n, scale: 1e-3, trainable: gpu.trainableNames() };
-        expectClose(await losses(gpu, batch, p), await losses(cpu, batch, p), 1e-5, `${name} int4, scales perturbed`);
-      } finally {
-        cpu.dispose();
-        gpu.dispose();
-        batch.inputIds.dispose();
-        batch.attentionMask.dispose();
+      using pair = await loadDevicePair(join(FIXTURES, name));
+      const { cpu, gpu, batch } = pair;
+      await cpu.quantize({ bits: 4, groupSize: 32 });
+      await gpu.quantize({ bits: 4, groupSize: 32 });
+      expect(gpu.quantizedNames()).toEqual(cpu.quantizedNames());
+      const scales = gpu.trainable({ mode: 'scales' });
+      for (const t of Object.values(scales)) {
+        expect(t.device).toBe('cuda:0');
+        t.dispose();
       }
+      const names = cpu.trainable({ mode: 'scales' });
+      for (const t of Object.values(names)) t.dispose();
+      expectClose(await losses(gpu, batch), await losses(cpu, batch), 1e-5, `${name} int4`);
+      const p = { seed: 3n, scale: 1e-3, trainable: gpu.trainableNames() };
+      expectClose(await losses(gpu, batch, p), await losses(cpu, batch, p), 1e-5, `${name} int4, scales perturbed`);
     }
   });
 
   it('LoRA adapters are read through their perturbation on the GPU too', async () => {
-    const { cpu, gpu, batch } = await load('llama-tiny');
-    try {
-      for (const m of [cpu, gpu]) for (const t of Object.values(m.trainable({ mode: 'lora', rank: 4, seed: 2 }))) t.dispose();
-      const p = { seed: 4n, scale: 1e-2, trainable: gpu.trainableNames() };
-      expectClose(await losses(gpu, batch, p), await losses(cpu, batch, p), 1e-5, 'LoRA perturbed');
-      expectClose(await losses(gpu, batch), await losses(cpu, batch), 1e-5, 'LoRA clean');
-    } finally {
-      cpu.dispose();
-      gpu.dispose();
-      batch.inputIds.dispose();
-      batch.attentionMask.dispose();
-    }
+    using pair = await loadDevicePair(join(FIXTURES, 'llama-tiny'));
+    const { cpu, gpu, batch } = pair;
+    for (const m of [cpu, gpu]) for (const t of Object.values(m.trainable({ mode: 'lora', rank: 4, seed: 2 }))) t.dispose();
+    const p = { seed: 4n, scale: 1e-2, trainable: gpu.trainableNames() };
+    expectClose(await losses(gpu, batch, p), await losses(cpu, batch, p), 1e-5, 'LoRA perturbed');
+    expectClose(await losses(gpu, batch), await losses(cpu, batch), 1e-5, 'LoRA clean');
   });
 
   it('generate is CPU-only: E_UNSUPPORTED on a device model', async () => {
@@ -303,125 +276,102 @@ describe.skipIf(!hasGpu || !haveFixtures)('bf16 device models against the f32 CP
     }
     expect(worst, `${what}: max relative |cpu − bf16| = ${worst}`).toBeLessThanOrEqual(tol);
   };
-  const load = async (name: string) => {
-    const dir = join(FIXTURES, name);
-    const cpu = await zeroth.loadModel(dir);
-    const gpu = await zeroth.loadModel(dir, { device: 'cuda', dtype: 'bf16' });
-    return { cpu, gpu, batch: await fixtureBatch(dir) };
-  };
-  const release = (m: { cpu: zeroth.Model; gpu: zeroth.Model; batch: Batch }) => {
-    m.cpu.dispose();
-    m.gpu.dispose();
-    m.batch.inputIds.dispose();
-    m.batch.attentionMask.dispose();
-  };
+  const loadBf16 = (name: string) => loadDevicePair(join(FIXTURES, name), { device: 'cuda', dtype: 'bf16' });
   // The matrices to_device holds in bf16: 2-D weights but the position tables.
   const isMatrix = (name: string, t: zeroth.Tensor) => t.shape.length === 2 && !/(wpe|embed_positions)\.weight$/.test(name);
 
   for (const name of NAMES) {
     it(`${name}: bf16 matrices on the GPU; logits and losses within bf16 rounding of the f32 CPU model`, async () => {
-      const m = await load(name);
-      try {
-        const { cpu, gpu, batch } = m;
-        expect(gpu.device).toBe('cuda:0');
-        let bf16 = 0;
-        for (const [n, t] of Object.entries(gpu.parameters())) {
-          expect(t.device).toBe('cuda:0');
-          expect(t.dtype, n).toBe(isMatrix(n, t) ? 'bf16' : 'f32');
-          if (t.dtype === 'bf16') bf16++;
-          t.dispose();
-        }
-        expect(bf16).toBeGreaterThan(0);
-        using lc = await cpu.forward(batch.inputIds, { attentionMask: batch.attentionMask });
-        using lg = await gpu.forward(batch.inputIds, { attentionMask: batch.attentionMask });
-        expect(lg.shape).toEqual(lc.shape);
-        const V = lc.shape[2]!;
-        const a = lc.toTypedArray(), g = lg.toTypedArray(), mask = batch.attentionMask.toTypedArray();
-        let worst = 0;
-        for (let r = 0; r < mask.length; r++) {
-          if (!mask[r]) continue;
-          for (let j = r * V; j < (r + 1) * V; j++) worst = Math.max(worst, Math.abs(a[j]! - g[j]!) / Math.max(1, Math.abs(a[j]!)));
-        }
-        expect(worst, `${name} bf16 logits: max relative difference ${worst}`).toBeLessThanOrEqual(BF16_LOGIT_TOL);
-        expectRel(await losses(gpu, batch), await losses(cpu, batch), BF16_LOSS_TOL, `${name} bf16 loss`);
-      } finally {
-        release(m);
+      using m = await loadBf16(name);
+      const { cpu, gpu, batch } = m;
+      expect(gpu.device).toBe('cuda:0');
+      let bf16 = 0;
+      for (const [n, t] of Object.entries(gpu.parameters())) {
+        expect(t.device).toBe('cuda:0');
+        expect(t.dtype, n).toBe(isMatrix(n, t) ? 'bf16' : 'f32');
+        if (t.dtype === 'bf16') bf16++;
+        t.dispose();
       }
+      expect(bf16).toBeGreaterThan(0);
+      using lc = await cpu.forward(batch.inputIds, { attentionMask: batch.attentionMask });
+      using lg = await gpu.forward(batch.inputIds, { attentionMask: batch.attentionMask });
+      expect(lg.shape).toEqual(lc.shape);
+      const V = lc.shape[2]!;
+      const a = lc.toTypedArray(), g = lg.toTypedArray(), mask = batch.attentionMask.toTypedArray();
+      let worst = 0;
+      for (let r = 0; r < mask.length; r++) {
+        if (!mask[r]) continue;
+        for (let j = r * V; j < (r + 1) * V; j++) worst = Math.max(worst, Math.abs(a[j]! - g[j]!) / Math.max(1, Math.abs(a[j]!)));
+      }
+      expect(worst, `${name} bf16 logits: max relative difference ${worst}`).toBeLessThanOrEqual(BF16_LOGIT_TOL);
+      expectRel(await losses(gpu, batch), await losses(cpu, batch), BF16_LOSS_TOL, `${name} bf16 loss`);
     });
 
     it(`${name}: a perturbed bf16 forward equals one on weights perturbed in place, and stays near the CPU`, async () => {
-      const m = await load(name);
-      try {
-        const { cpu, gpu, batch } = m;
-        const clean = await losses(gpu, batch);
-        for (const dist of ['normal', 'rademacher'] as const) {
-          const p = { seed: 11n, scale: 1e-3, dist };
-          const lgpu = await losses(gpu, batch, p);
-          expectRel(lgpu, await losses(cpu, batch, p), BF16_LOSS_TOL, `${name} bf16 perturbed (${dist})`);
-          expect(lgpu.some((v, i) => v !== clean[i]), 'a perturbation moves the bf16 loss').toBe(true);
-          // In place, on a fresh bf16 model: every weight (stream = stream_id(name), the
-          // forward's default) written as w + fl(scale·z) rounded to its dtype — bf16 matrices
-          // once to nearest even, the rest f32 — by the optimizers' native perturb.
-          const placed = await zeroth.loadModel(join(FIXTURES, name), { device: 'cuda', dtype: 'bf16' });
-          try {
-            const params = placed.parameters();
-            const targets = Object.entries(params).map(([n, t]) => ({ tensor: t.handle, stream: native.streamId(n) as bigint }));
-            await native.perturb(targets, p.seed, p.scale, dist);
-            for (const t of Object.values(params)) t.dispose();
-            // The same kernels in the same order over the same values: equal. A value formed
-            // differently (say an embedding row perturbed but not rounded to bf16, or z read at
-            // another index) moves these losses by orders of magnitude more than 1e-9.
-            const inPlace = await losses(placed, batch);
-            for (let i = 0; i < lgpu.length; i++) {
-              expect(Math.abs(inPlace[i]! - lgpu[i]!), `${name} (${dist}) row ${i}: in place ${inPlace[i]} vs on the fly ${lgpu[i]}`)
-                .toBeLessThanOrEqual(1e-9);
-            }
-          } finally {
-            placed.dispose();
+      using m = await loadBf16(name);
+      const { cpu, gpu, batch } = m;
+      const clean = await losses(gpu, batch);
+      for (const dist of ['normal', 'rademacher'] as const) {
+        const p = { seed: 11n, scale: 1e-3, dist };
+        const lgpu = await losses(gpu, batch, p);
+        expectRel(lgpu, await losses(cpu, batch, p), BF16_LOSS_TOL, `${name} bf16 perturbed (${dist})`);
+        expect(lgpu.some((v, i) => v !== clean[i]), 'a perturbation moves the bf16 loss').toBe(true);
+        // In place, on a fresh bf16 model: every weight (stream = stream_id(name), the
+        // forward's default) written as w + fl(scale·z) rounded to its dtype — bf16 matrices
+        // once to nearest even, the rest f32 — by the optimizers' native perturb.
+        const placed = await zeroth.loadModel(join(FIXTURES, name), { device: 'cuda', dtype: 'bf16' });
+        try {
+          const params = placed.parameters();
+          const targets = Object.entries(params).map(([n, t]) => ({ tensor: t.handle, stream: native.streamId(n) as bigint }));
+          await native.perturb(targets, p.seed, p.scale, dist);
+          for (const t of Object.values(params)) t.dispose();
+          // The same kernels in the same order over the same values: equal. A value formed
+          // differently (say an embedding row perturbed but not rounded to bf16, or z read at
+          // another index) moves these losses by orders of magnitude more than 1e-9.
+          const inPlace = await losses(placed, batch);
+          for (let i = 0; i < lgpu.length; i++) {
+            expect(Math.abs(inPlace[i]! - lgpu[i]!), `${name} (${dist}) row ${i}: in place ${inPlace[i]} vs on the fly ${lgpu[i]}`)
+              .toBeLessThanOrEqual(1e-9);
           }
+        } finally {
+          placed.dispose();
         }
-      } finally {
-        release(m);
       }
     });
   }
 
   it('one ZOSGD step on a bf16 model scores losses near the CPU and changes the bf16 weights', async () => {
     for (const name of NAMES) {
-      const m = await load(name);
-      try {
-        const { cpu, gpu, batch } = m;
-        const before: Record<string, Uint16Array> = {};
-        for (const [n, t] of Object.entries(gpu.parameters())) {
-          if (t.dtype === 'bf16') {
-            using h = t.to('cpu');
-            before[n] = (h.toTypedArray() as Uint16Array).slice();
-          }
-          t.dispose();
+      using m = await loadBf16(name);
+      const { cpu, gpu, batch } = m;
+      const before: Record<string, Uint16Array> = {};
+      for (const [n, t] of Object.entries(gpu.parameters())) {
+        if (t.dtype === 'bf16') {
+          using h = t.to('cpu');
+          before[n] = (h.toTypedArray() as Uint16Array).slice();
         }
-        const opts = { lr: 1e-2, eps: 1e-3, seed: 5, distribution: 'rademacher' as const };
-        const oc = new zeroth.optim.ZOSGD(cpu, opts);
-        const og = new zeroth.optim.ZOSGD(gpu, { ...opts, stochasticRounding: true });
-        const rc = await oc.step(batch), rg = await og.step(batch);
-        expect(rg.accepted).toBe(true);
-        expectRel([rg.lossPlus, rg.lossMinus], [rc.lossPlus, rc.lossMinus], BF16_LOSS_TOL, `${name} ZOSGD losses`);
-        expect(Number.isFinite(rg.projectedGrad)).toBe(true);
-        let changed = 0;
-        for (const [n, t] of Object.entries(gpu.parameters())) {
-          expect(t.dtype, n).toBe(n in before ? 'bf16' : 'f32');
-          if (t.dtype === 'bf16') {
-            using h = t.to('cpu');
-            const now = h.toTypedArray() as Uint16Array, old = before[n]!;
-            for (let i = 0; i < now.length; i++) if (now[i] !== old[i]) changed++;
-          }
-          t.dispose();
-        }
-        expect(changed, `${name}: bf16 weights changed by the step`).toBeGreaterThan(0);
-        oc.dispose();
-        og.dispose();
-      } finally {
-        release(m);
+        t.dispose();
       }
+      const opts = { lr: 1e-2, eps: 1e-3, seed: 5, distribution: 'rademacher' as const };
+      const oc = new zeroth.optim.ZOSGD(cpu, opts);
+      const og = new zeroth.optim.ZOSGD(gpu, { ...opts, stochasticRounding: true });
+      const rc = await oc.step(batch), rg = await og.step(batch);
+      expect(rg.accepted).toBe(true);
+      expectRel([rg.lossPlus, rg.lossMinus], [rc.lossPlus, rc.lossMinus], BF16_LOSS_TOL, `${name} ZOSGD losses`);
+      expect(Number.isFinite(rg.projectedGrad)).toBe(true);
+      let changed = 0;
+      for (const [n, t] of Object.entries(gpu.parameters())) {
+        expect(t.dtype, n).toBe(n in before ? 'bf16' : 'f32');
+        if (t.dtype === 'bf16') {
+          using h = t.to('cpu');
+          const now = h.toTypedArray() as Uint16Array, old = before[n]!;
+          for (let i = 0; i < now.length; i++) if (now[i] !== old[i]) changed++;
+        }
+        t.dispose();
+      }
+      expect(changed, `${name}: bf16 weights changed by the step`).toBeGreaterThan(0);
+      oc.dispose();
+      og.dispose();
     }
   });
 });

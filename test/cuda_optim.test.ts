@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as zeroth from '../src/index.js';
 import { native } from '../src/native.js';
-import { fixtureBatch, FIXTURES } from './helpers.js';
+import { fixtureBatch, FIXTURES, loadDevicePair } from './helpers.js';
 
 const build = zeroth.buildInfo();
 const gpus = zeroth.devices().filter((d) => d.type === 'cuda');
@@ -111,33 +111,25 @@ describe('optimizer state placement (every machine)', () => {
 describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA: 3 steps of each stateful optimizer', () => {
   for (const c of CASES) {
     it(c.name, async () => {
-      const batch: Batch = await fixtureBatch(DIR);
-      const cpu = await zeroth.loadModel(DIR);
-      const gpu = await zeroth.loadModel(DIR, { device: 'cuda' });
+      using pair = await loadDevicePair(DIR);
+      const { cpu, gpu, batch } = pair;
+      const pc = await c.prepare(cpu), pg = await c.prepare(gpu);
+      expect(Object.keys(pg).sort()).toEqual(Object.keys(pc).sort());
+      for (const t of Object.values(pg)) expect(t.device).toBe('cuda:0');
+      const start = snapshot(pc);
+      const oc = c.make(cpu), og = c.make(gpu);
       try {
-        const pc = await c.prepare(cpu), pg = await c.prepare(gpu);
-        expect(Object.keys(pg).sort()).toEqual(Object.keys(pc).sort());
-        for (const t of Object.values(pg)) expect(t.device).toBe('cuda:0');
-        const start = snapshot(pc);
-        const oc = c.make(cpu), og = c.make(gpu);
-        try {
-          for (let s = 0; s < 3; s++) {
-            const rc = await oc.step(batch), rg = await og.step(batch);
-            expect(rg.accepted && rc.accepted, `${c.name} step ${s} accepted`).toBe(true);
-            expect(Math.abs(rg.lossPlus - rc.lossPlus), `${c.name} step ${s} L+`).toBeLessThanOrEqual(1e-4);
-            expect(Math.abs(rg.lossMinus - rc.lossMinus), `${c.name} step ${s} L-`).toBeLessThanOrEqual(1e-4);
-          }
-          expectSameUpdates(start, snapshot(pc), snapshot(pg), c.name);
-        } finally {
-          oc.dispose();
-          og.dispose();
-          for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
+        for (let s = 0; s < 3; s++) {
+          const rc = await oc.step(batch), rg = await og.step(batch);
+          expect(rg.accepted && rc.accepted, `${c.name} step ${s} accepted`).toBe(true);
+          expect(Math.abs(rg.lossPlus - rc.lossPlus), `${c.name} step ${s} L+`).toBeLessThanOrEqual(1e-4);
+          expect(Math.abs(rg.lossMinus - rc.lossMinus), `${c.name} step ${s} L-`).toBeLessThanOrEqual(1e-4);
         }
+        expectSameUpdates(start, snapshot(pc), snapshot(pg), c.name);
       } finally {
-        cpu.dispose();
-        gpu.dispose();
-        batch.inputIds.dispose();
-        batch.attentionMask.dispose();
+        oc.dispose();
+        og.dispose();
+        for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
       }
     });
   }
@@ -175,44 +167,36 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA: 3 steps of each stateful
   });
 
   it('save() of a LoRA device model merges on host copies and matches the CPU model', async () => {
-    const batch: Batch = await fixtureBatch(DIR);
-    const cpu = await zeroth.loadModel(DIR);
-    const gpu = await zeroth.loadModel(DIR, { device: 'cuda' });
-    try {
-      const start = snapshot(cpu.parameters());
-      for (const m of [cpu, gpu]) {
-        const p = m.trainable({ mode: 'lora', rank: 4, alpha: 8, seed: 3 });
-        for (const t of Object.values(p)) t.dispose();
-        const opt = new zeroth.optim.ZOAdam(m, { ...base, lr: 1e-3 });
-        for (let s = 0; s < 3; s++) await opt.step(batch);
-        opt.dispose();
-        await m.save(join(scratch, m === cpu ? 'cpu' : 'gpu'));
-      }
-      const read = async (dir: string): Promise<Map<string, Float32Array>> => {
-        const f = await zeroth.readSafetensors(join(scratch, dir, 'model.safetensors'));
-        try {
-          const out = new Map<string, Float32Array>();
-          for (const n of start.keys()) {
-            using t = new zeroth.Tensor(await f.load(n, { dtype: 'f32' }));
-            out.set(n, t.toTypedArray() as Float32Array);
-          }
-          return out;
-        } finally {
-          f.close();
-        }
-      };
-      const [wc, wg] = [await read('cpu'), await read('gpu')];
-      for (const n of start.keys()) expect(wg.get(n)!.length, n).toBe(wc.get(n)!.length);
-      // Merged weights: W + (α/r)·B·A; the deltas agree within the updates' 5%.
-      const changed = new Map([...start].filter(([n, w0]) => l2(wc.get(n)!, w0) > 0));
-      expect(changed.size, 'LoRA merged into some base weights').toBeGreaterThan(0);
-      expectSameUpdates(changed, wc, wg, 'merged LoRA');
-    } finally {
-      cpu.dispose();
-      gpu.dispose();
-      batch.inputIds.dispose();
-      batch.attentionMask.dispose();
+    using pair = await loadDevicePair(DIR);
+    const { cpu, gpu, batch } = pair;
+    const start = snapshot(cpu.parameters());
+    for (const m of [cpu, gpu]) {
+      const p = m.trainable({ mode: 'lora', rank: 4, alpha: 8, seed: 3 });
+      for (const t of Object.values(p)) t.dispose();
+      const opt = new zeroth.optim.ZOAdam(m, { ...base, lr: 1e-3 });
+      for (let s = 0; s < 3; s++) await opt.step(batch);
+      opt.dispose();
+      await m.save(join(scratch, m === cpu ? 'cpu' : 'gpu'));
     }
+    const read = async (dir: string): Promise<Map<string, Float32Array>> => {
+      const f = await zeroth.readSafetensors(join(scratch, dir, 'model.safetensors'));
+      try {
+        const out = new Map<string, Float32Array>();
+        for (const n of start.keys()) {
+          using t = new zeroth.Tensor(await f.load(n, { dtype: 'f32' }));
+          out.set(n, t.toTypedArray() as Float32Array);
+        }
+        return out;
+      } finally {
+        f.close();
+      }
+    };
+    const [wc, wg] = [await read('cpu'), await read('gpu')];
+    for (const n of start.keys()) expect(wg.get(n)!.length, n).toBe(wc.get(n)!.length);
+    // Merged weights: W + (α/r)·B·A; the deltas agree within the updates' 5%.
+    const changed = new Map([...start].filter(([n, w0]) => l2(wc.get(n)!, w0) > 0));
+    expect(changed.size, 'LoRA merged into some base weights').toBeGreaterThan(0);
+    expectSameUpdates(changed, wc, wg, 'merged LoRA');
   });
 
   it("hessianDiagUpdate (HiZOO's H) on device tensors gives the CPU's bits; HiZOO steps agree on both devices", async () => {
@@ -225,40 +209,32 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA: 3 steps of each stateful
       await native.hessianDiagUpdate(targets, [h.handle], 9n, 'normal', { coeff: 0.8, alpha: 0.3, hMin: 0.1, hMax: 5 });
       return [hostCopy(h), hostCopy(p)];
     };
-    const [hc, pc] = await run('cpu');
-    const [hg, pg] = await run('cuda');
-    expect(Buffer.from(hg.buffer).equals(Buffer.from(hc.buffer)), 'H bits').toBe(true);
-    expect(Buffer.from(pg.buffer).equals(Buffer.from(pc.buffer)), 'p bits').toBe(true);
+    const [hCpu, pCpu] = await run('cpu');
+    const [hGpu, pGpu] = await run('cuda');
+    expect(Buffer.from(hGpu.buffer).equals(Buffer.from(hCpu.buffer)), 'H bits').toBe(true);
+    expect(Buffer.from(pGpu.buffer).equals(Buffer.from(pCpu.buffer)), 'p bits').toBe(true);
 
     // HiZOO itself (preconditioned, journaled perturbations in cuda/perturb.cu): 3 steps on the
     // biases of the model on each device, through a loss closure, agree like the optimizers above.
-    const batch: Batch = await fixtureBatch(DIR);
-    const cpu = await zeroth.loadModel(DIR);
-    const gpu = await zeroth.loadModel(DIR, { device: 'cuda' });
-    try {
-      const pc = cpu.trainable({ mode: 'bias' }), pg = gpu.trainable({ mode: 'bias' });
-      const start = snapshot(pc);
-      const loss = (m: zeroth.Model) => async (): Promise<number> => {
-        using rows = await m.loss(batch.inputIds, { attentionMask: batch.attentionMask });
-        const v = rows.toTypedArray() as Float64Array;
-        return v.reduce((a, x) => a + x, 0) / v.length;
-      };
-      const oc = new zeroth.optim.HiZOO(pc, { lr: 1e-3, eps: 1e-2, seed: 5 });
-      const og = new zeroth.optim.HiZOO(pg, { lr: 1e-3, eps: 1e-2, seed: 5 });
-      for (let s = 0; s < 3; s++) {
-        const rc = await oc.step(loss(cpu)), rg = await og.step(loss(gpu));
-        expect(Math.abs(rg.lossPlus - rc.lossPlus), `HiZOO step ${s} L+`).toBeLessThanOrEqual(1e-4);
-        expect(Math.abs(rg.lossMinus - rc.lossMinus), `HiZOO step ${s} L-`).toBeLessThanOrEqual(1e-4);
-      }
-      expectSameUpdates(start, snapshot(pc), snapshot(pg), 'HiZOO');
-      oc.dispose();
-      og.dispose();
-      for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
-    } finally {
-      cpu.dispose();
-      gpu.dispose();
-      batch.inputIds.dispose();
-      batch.attentionMask.dispose();
+    using pair = await loadDevicePair(DIR);
+    const { cpu, gpu, batch } = pair;
+    const pc = cpu.trainable({ mode: 'bias' }), pg = gpu.trainable({ mode: 'bias' });
+    const start = snapshot(pc);
+    const loss = (m: zeroth.Model) => async (): Promise<number> => {
+      using rows = await m.loss(batch.inputIds, { attentionMask: batch.attentionMask });
+      const v = rows.toTypedArray() as Float64Array;
+      return v.reduce((a, x) => a + x, 0) / v.length;
+    };
+    const oc = new zeroth.optim.HiZOO(pc, { lr: 1e-3, eps: 1e-2, seed: 5 });
+    const og = new zeroth.optim.HiZOO(pg, { lr: 1e-3, eps: 1e-2, seed: 5 });
+    for (let s = 0; s < 3; s++) {
+      const rc = await oc.step(loss(cpu)), rg = await og.step(loss(gpu));
+      expect(Math.abs(rg.lossPlus - rc.lossPlus), `HiZOO step ${s} L+`).toBeLessThanOrEqual(1e-4);
+      expect(Math.abs(rg.lossMinus - rc.lossMinus), `HiZOO step ${s} L-`).toBeLessThanOrEqual(1e-4);
     }
+    expectSameUpdates(start, snapshot(pc), snapshot(pg), 'HiZOO');
+    oc.dispose();
+    og.dispose();
+    for (const t of [...Object.values(pc), ...Object.values(pg)]) t.dispose();
   });
 });

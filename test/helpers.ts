@@ -29,3 +29,29 @@ export async function fixtureBatch(dir: string): Promise<{ inputIds: zeroth.Tens
     ref.close();
   }
 }
+
+/** A fixture on the CPU and on a GPU, with its reference batch: `using` frees all four. */
+export interface DevicePair extends Disposable {
+  cpu: zeroth.Model;
+  gpu: zeroth.Model;
+  batch: { inputIds: zeroth.Tensor; attentionMask: zeroth.Tensor };
+}
+
+/** Loads `dir` on the CPU (f32) and with `gpu` options (default: the first CUDA device, f32). */
+export async function loadDevicePair(dir: string, gpu: zeroth.LoadModelOptions = { device: 'cuda' }): Promise<DevicePair> {
+  const cpuModel = await zeroth.loadModel(dir);
+  const held: Disposable[] = [cpuModel];
+  const release = () => {
+    for (const d of held) d[Symbol.dispose]();
+  };
+  try {
+    const gpuModel = await zeroth.loadModel(dir, gpu);
+    held.push(gpuModel);
+    const batch = await fixtureBatch(dir);
+    held.push(batch.inputIds, batch.attentionMask);
+    return { cpu: cpuModel, gpu: gpuModel, batch, [Symbol.dispose]: release };
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
