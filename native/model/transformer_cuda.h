@@ -17,7 +17,7 @@ namespace zeroth::model {
 // shrinks it, so a model that runs the same shapes again allocates nothing; contents are not
 // cleared. Buffers are only grown before a call writes them, never in the middle of their use.
 enum DeviceSlot {
-  kDevKv = kWsSlots,  // KV cache storage [layer][k | v][B][n_kv][capacity][head_dim]
+  kDevKv = kWsSlots,  // KV cache storage, one layer: [k | v][B][n_kv][capacity][head_dim]
   kDevLora,           // x·Aᵀ of a LoRA adapter [M, rank]
   kDevInputs,         // run's host inputs, uploaded in one copy (ids, positions, key validity)
   kDevPairs,          // the loss's scored rows and their target tokens, uploaded in one copy
