@@ -270,6 +270,9 @@ const float* Model::run_cuda(const int32_t* ids, const int32_t* mask, int64_t B,
   const int64_t M = B * S, d = c.d_model, F = c.d_ff;
   const int64_t qdim = c.n_head * c.head_dim, kvdim = c.n_kv_head * c.head_dim;
   const float eps = static_cast<float>(c.norm_eps);
+  // The one-layer cache (DeviceCache) holds only the layer being computed: a run that continued
+  // an earlier one would read keys that later layers have overwritten.
+  ZCHECK(cache.length == 0, ZEROTH_E_INTERNAL, "a device run must start from an empty cache (whole sequences only)");
 
   // Positions and key validity of the new slots, as Model::run assigns them.
   const std::vector<int64_t> pos =
