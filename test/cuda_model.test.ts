@@ -86,8 +86,7 @@ describe('dtype bf16 errors', () => {
 });
 
 describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA on the reference fixtures', () => {
-  type Pair = DevicePair;
-  const pairs = new Map<string, Pair>();
+  const pairs = new Map<string, DevicePair>();
   beforeAll(async () => {
     for (const n of NAMES) pairs.set(n, await loadDevicePair(join(FIXTURES, n)));
   });
@@ -95,7 +94,7 @@ describe.skipIf(!hasGpu || !haveFixtures)('CPU vs CUDA on the reference fixtures
     for (const p of pairs.values()) p[Symbol.dispose]();
   });
 
-  const losses = async (m: zeroth.Model, b: Pair['batch'], perturbation?: zeroth.Perturbation): Promise<Float64Array> => {
+  const losses = async (m: zeroth.Model, b: DevicePair['batch'], perturbation?: zeroth.Perturbation): Promise<Float64Array> => {
     using l = await m.loss(b.inputIds, { attentionMask: b.attentionMask, perturbation });
     expect(l.device).toBe('cpu');
     return l.toTypedArray() as Float64Array;
